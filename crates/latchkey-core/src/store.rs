@@ -1,0 +1,331 @@
+//! The async contract every session backend implements.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::error::StoreError;
+use crate::record::{Deadlines, Record};
+use crate::token::SessionId;
+
+/// What a compare-and-set [`SessionStore::save`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum SaveOutcome {
+    /// Written; the record now has this version.
+    Saved(u64),
+    /// Not written: the stored version differs from the expected one. Reload,
+    /// reapply the change and try again.
+    Conflict,
+    /// Not written: there is no live session under this id (deleted or expired
+    /// meanwhile). The session must not be brought back.
+    Missing,
+}
+
+/// A session backend.
+///
+/// Stores see only [`SessionId`]s (hashes of tokens), never tokens. All methods
+/// return `Send` futures, so a store works on any multi-threaded runtime. Use it
+/// generically, or wrap it in [`AnyStore`] to choose one at run time.
+///
+/// # Contract
+///
+/// | operation | meaning |
+/// | --- | --- |
+/// | [`load`](Self::load) | the record, or `None` if absent or expired; never an expired record |
+/// | [`create`](Self::create) | insert at version 1; [`StoreError::IdCollision`] if the id is taken by a live session |
+/// | [`save`](Self::save) | compare-and-set on the version, see [`SaveOutcome`] |
+/// | [`touch`](Self::touch) | replace the deadlines without rewriting data or version |
+/// | [`delete`](Self::delete) | remove; deleting an absent session is not an error |
+/// | [`list_by_owner`](Self::list_by_owner) | the owner's live sessions, from an index, not a scan |
+/// | [`delete_by_owner`](Self::delete_by_owner) | remove the owner's sessions, optionally keeping one |
+/// | [`delete_expired`](Self::delete_expired) | remove expired records; a no-op where the backend expires them itself |
+///
+/// `latchkey-testkit` checks all of this against a real instance of the store.
+pub trait SessionStore: Send + Sync + 'static {
+    /// Loads a live session.
+    fn load(
+        &self,
+        id: &SessionId,
+    ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
+
+    /// Inserts a new session at version 1, ignoring `record.version`.
+    ///
+    /// An expired record still occupying the id does not count as a collision.
+    fn create(
+        &self,
+        id: &SessionId,
+        record: &Record,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Writes `record` at version `expected_version + 1` if and only if the stored
+    /// live record is at `expected_version`, ignoring `record.version`.
+    fn save(
+        &self,
+        id: &SessionId,
+        record: &Record,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<SaveOutcome, StoreError>> + Send;
+
+    /// Replaces a live session's deadlines; `false` when there is none to touch.
+    fn touch(
+        &self,
+        id: &SessionId,
+        deadlines: Deadlines,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Removes a session and its owner-index entry. Idempotent.
+    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The owner's live sessions, in no particular order.
+    fn list_by_owner(
+        &self,
+        owner: &str,
+    ) -> impl Future<Output = Result<Vec<(SessionId, Record)>, StoreError>> + Send;
+
+    /// Removes every session of `owner` except `keep`, returning how many went.
+    fn delete_by_owner(
+        &self,
+        owner: &str,
+        keep: Option<&SessionId>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Removes expired sessions, returning how many went.
+    fn delete_expired(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+impl<S: SessionStore> SessionStore for Arc<S> {
+    fn load(
+        &self,
+        id: &SessionId,
+    ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send {
+        S::load(self, id)
+    }
+
+    fn create(
+        &self,
+        id: &SessionId,
+        record: &Record,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        S::create(self, id, record)
+    }
+
+    fn save(
+        &self,
+        id: &SessionId,
+        record: &Record,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<SaveOutcome, StoreError>> + Send {
+        S::save(self, id, record, expected_version)
+    }
+
+    fn touch(
+        &self,
+        id: &SessionId,
+        deadlines: Deadlines,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        S::touch(self, id, deadlines)
+    }
+
+    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send {
+        S::delete(self, id)
+    }
+
+    fn list_by_owner(
+        &self,
+        owner: &str,
+    ) -> impl Future<Output = Result<Vec<(SessionId, Record)>, StoreError>> + Send {
+        S::list_by_owner(self, owner)
+    }
+
+    fn delete_by_owner(
+        &self,
+        owner: &str,
+        keep: Option<&SessionId>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        S::delete_by_owner(self, owner, keep)
+    }
+
+    fn delete_expired(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        S::delete_expired(self)
+    }
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The object-safe mirror of [`SessionStore`], behind [`AnyStore`].
+trait ErasedStore: Send + Sync + 'static {
+    fn load<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
+    fn create<'a>(
+        &'a self,
+        id: &'a SessionId,
+        record: &'a Record,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn save<'a>(
+        &'a self,
+        id: &'a SessionId,
+        record: &'a Record,
+        expected_version: u64,
+    ) -> BoxFuture<'a, Result<SaveOutcome, StoreError>>;
+    fn touch<'a>(
+        &'a self,
+        id: &'a SessionId,
+        deadlines: Deadlines,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn list_by_owner<'a>(
+        &'a self,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(SessionId, Record)>, StoreError>>;
+    fn delete_by_owner<'a>(
+        &'a self,
+        owner: &'a str,
+        keep: Option<&'a SessionId>,
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
+    fn delete_expired(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
+}
+
+impl<S: SessionStore> ErasedStore for S {
+    fn load<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
+        Box::pin(SessionStore::load(self, id))
+    }
+
+    fn create<'a>(
+        &'a self,
+        id: &'a SessionId,
+        record: &'a Record,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(SessionStore::create(self, id, record))
+    }
+
+    fn save<'a>(
+        &'a self,
+        id: &'a SessionId,
+        record: &'a Record,
+        expected_version: u64,
+    ) -> BoxFuture<'a, Result<SaveOutcome, StoreError>> {
+        Box::pin(SessionStore::save(self, id, record, expected_version))
+    }
+
+    fn touch<'a>(
+        &'a self,
+        id: &'a SessionId,
+        deadlines: Deadlines,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(SessionStore::touch(self, id, deadlines))
+    }
+
+    fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(SessionStore::delete(self, id))
+    }
+
+    fn list_by_owner<'a>(
+        &'a self,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(SessionId, Record)>, StoreError>> {
+        Box::pin(SessionStore::list_by_owner(self, owner))
+    }
+
+    fn delete_by_owner<'a>(
+        &'a self,
+        owner: &'a str,
+        keep: Option<&'a SessionId>,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(SessionStore::delete_by_owner(self, owner, keep))
+    }
+
+    fn delete_expired(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(SessionStore::delete_expired(self))
+    }
+}
+
+/// Any [`SessionStore`] behind one type, for choosing a backend at run time.
+///
+/// Cloning is cheap (a reference count). `AnyStore` itself implements
+/// [`SessionStore`], at the cost of one allocation per operation.
+///
+/// # Examples
+///
+/// ```
+/// use latchkey_core::{AnyStore, SessionStore};
+///
+/// fn takes_any_store(store: impl SessionStore) -> AnyStore {
+///     AnyStore::new(store)
+/// }
+/// # let _ = takes_any_store;
+/// ```
+#[derive(Clone)]
+pub struct AnyStore(Arc<dyn ErasedStore>);
+
+impl AnyStore {
+    /// Erases the type of `store`.
+    ///
+    /// To share an `AnyStore` you already have, clone it rather than wrapping it
+    /// again: each wrapping adds an allocation per operation.
+    pub fn new<S: SessionStore>(store: S) -> Self {
+        Self(Arc::new(store))
+    }
+}
+
+impl std::fmt::Debug for AnyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AnyStore")
+    }
+}
+
+impl SessionStore for AnyStore {
+    fn load(
+        &self,
+        id: &SessionId,
+    ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send {
+        async move { self.0.load(id).await }
+    }
+
+    fn create(
+        &self,
+        id: &SessionId,
+        record: &Record,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move { self.0.create(id, record).await }
+    }
+
+    fn save(
+        &self,
+        id: &SessionId,
+        record: &Record,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<SaveOutcome, StoreError>> + Send {
+        async move { self.0.save(id, record, expected_version).await }
+    }
+
+    fn touch(
+        &self,
+        id: &SessionId,
+        deadlines: Deadlines,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        async move { self.0.touch(id, deadlines).await }
+    }
+
+    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move { self.0.delete(id).await }
+    }
+
+    fn list_by_owner(
+        &self,
+        owner: &str,
+    ) -> impl Future<Output = Result<Vec<(SessionId, Record)>, StoreError>> + Send {
+        async move { self.0.list_by_owner(owner).await }
+    }
+
+    fn delete_by_owner(
+        &self,
+        owner: &str,
+        keep: Option<&SessionId>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        async move { self.0.delete_by_owner(owner, keep).await }
+    }
+
+    fn delete_expired(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        async move { self.0.delete_expired().await }
+    }
+}

@@ -1,0 +1,73 @@
+//! The conformance suite every latchkey session store must pass.
+//!
+//! A store's crate runs the whole suite, one `#[test]` per case, with one line:
+//!
+//! ```
+//! # mod wrapper {
+//! async fn make_store() -> latchkey_memory::MemoryStore {
+//!     latchkey_memory::MemoryStore::new()
+//! }
+//!
+//! latchkey_testkit::conformance_tests!(make_store);
+//! # }
+//! ```
+//!
+//! `make_store` is called once per case and must return a store isolated from
+//! the other cases (its own key prefix, schema or table), because cases run in
+//! parallel. Owners and tokens are random per case, so cases sharing a backend
+//! do not see each other's sessions.
+//!
+//! The suite checks the contract documented on
+//! [`SessionStore`](latchkey_core::SessionStore): round trips of typed JSON,
+//! id collisions, idle and absolute expiry with real short deadlines,
+//! compare-and-set conflicts, delete-versus-save (no resurrection), the owner
+//! index, `delete_expired`, and 64 tasks updating one session with an exact
+//! result. [`run_all`] runs every case in sequence for stores that prefer one test.
+//!
+//! The [`servers`] module finds the Redis and PostgreSQL servers tests use.
+
+pub mod cases;
+mod runner;
+pub mod servers;
+
+pub use self::runner::{block_on, run_all};
+
+#[doc(hidden)]
+pub use latchkey_core as __core;
+
+/// Expands to one `#[test]` per conformance case, each on a store from `$factory`.
+///
+/// `$factory` is the path of an `async fn() -> S` where `S: SessionStore`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:path) => {
+        $crate::conformance_tests!(@cases $factory;
+            round_trip_keeps_typed_json,
+            load_of_unknown_id_is_none,
+            create_reports_collision_and_keeps_original,
+            idle_deadline_expires_session,
+            absolute_deadline_expires_session,
+            expired_session_id_can_be_created_again,
+            touch_extends_without_rewriting,
+            save_is_compare_and_set,
+            save_after_delete_is_missing_and_does_not_resurrect,
+            delete_is_idempotent,
+            owner_index_lists_and_follows_changes,
+            owner_index_skips_expired_sessions,
+            delete_by_owner_keeps_the_named_session,
+            delete_expired_keeps_live_sessions,
+            concurrent_updates_on_one_session_are_exact
+        );
+    };
+    (@cases $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::block_on(async {
+                    let store = $factory().await;
+                    $crate::cases::$case(store).await;
+                });
+            }
+        )*
+    };
+}

@@ -1,0 +1,1 @@
+//! HTTP flows through the real latchkey middleware; see the `tests/` folder.
