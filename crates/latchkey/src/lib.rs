@@ -1,1 +1,100 @@
-//! placeholder
+//! Server-side sessions for [actix-web](https://actix.rs): correct under
+//! concurrency, lazy, and secure by default.
+//!
+//! # Getting started
+//!
+//! ```no_run
+//! use actix_web::{App, HttpServer, cookie::Key, web};
+//! use latchkey::{Session, SessionMiddleware, memory::MemoryStore};
+//!
+//! async fn index(session: Session) -> Result<String, latchkey::Error> {
+//!     let views = session.update("views", |v: Option<u64>| v.unwrap_or(0) + 1)?;
+//!     Ok(format!("Number of visits: {views}"))
+//! }
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     // Load the key from configuration: a new key logs everyone out.
+//!     let key = Key::generate();
+//!     let store = MemoryStore::new();
+//!     HttpServer::new(move || {
+//!         App::new()
+//!             .wrap(SessionMiddleware::new(store.clone(), key.clone()))
+//!             .route("/", web::get().to(index))
+//!     })
+//!     .bind(("127.0.0.1", 8080))?
+//!     .run()
+//!     .await
+//! }
+//! ```
+//!
+//! # Choosing a store
+//!
+//! | feature | what it adds | default? |
+//! | --- | --- | --- |
+//! | `memory` | [`memory::MemoryStore`]: in-process, no server; sessions end with the process | yes |
+//!
+//! Every store implements [`SessionStore`] and passes the same conformance suite
+//! (`latchkey-testkit`), so switching is one line. [`AnyStore`] picks one at run
+//! time.
+//!
+//! # What happens in a request
+//!
+//! 1. The middleware does nothing until something takes the [`Session`]: a
+//!    request that never does costs no store access and gets no cookie.
+//! 2. Taking the `Session` verifies the cookie's signature (or decrypts it) and
+//!    the token's form, then loads the session. A missing, malformed, forged,
+//!    expired or unknown cookie yields a new, empty session; nothing invalid
+//!    reaches the store.
+//! 3. The handler reads and writes synchronously: [`Session::get`],
+//!    [`insert`](Session::insert), [`remove`](Session::remove),
+//!    [`update`](Session::update), [`clear`](Session::clear),
+//!    [`renew`](Session::renew), [`purge`](Session::purge),
+//!    [`set_owner`](Session::set_owner).
+//! 4. After the handler: unchanged sessions are not written, except to move the
+//!    idle deadline at most once per [extension
+//!    interval](SessionMiddlewareBuilder::idle_extension_interval); new non-empty
+//!    sessions are created; changed ones are saved with compare-and-set on their
+//!    version; purged ones are deleted and the cookie removed; renewed ones get a
+//!    new token and the old one is deleted.
+//! 5. If another request saved the session in between, this request's changes
+//!    are replayed on the fresh copy (each `update` function runs again), up to
+//!    [a bound](SessionMiddlewareBuilder::max_conflict_retries). Two requests that
+//!    change different keys both land; `n` concurrent `update(k, +1)` add `n`. A
+//!    session deleted meanwhile (logged out elsewhere) is not brought back.
+//! 6. If the store fails, the response becomes the configured status (503 by
+//!    default) with an opaque body; the error is logged, never the token.
+//!
+//! # Security model in five lines
+//!
+//! - Tokens are 256 bits from the OS CSPRNG; stores hold only their SHA-256.
+//! - Cookies are signed (or encrypted) with the first of a list of keys; all verify.
+//! - Defaults: `HttpOnly`, `Secure`, `SameSite=Lax`, `Path=/`; `__Host-` names are checked.
+//! - Idle timeout and absolute lifetime are enforced by the server, not the cookie.
+//! - [`Session::renew`] on login defeats fixation; [`Session::purge`] logs out for real.
+
+mod config;
+mod cookie;
+mod error;
+mod middleware;
+mod ops;
+mod persist;
+mod session;
+
+pub use self::config::{
+    ConfigError, CookieContentSecurity, CookieLifetime, SessionMiddlewareBuilder,
+};
+pub use self::error::Error;
+pub use self::middleware::{SessionMiddleware, SessionService};
+pub use self::session::{Session, SessionStatus};
+
+pub use latchkey_core::{
+    AnyStore, Deadlines, Record, SaveOutcome, SessionData, SessionId, SessionStore, SessionToken,
+    StoreError, Timestamp,
+};
+
+/// The in-process store (feature `memory`, on by default).
+#[cfg(feature = "memory")]
+pub mod memory {
+    pub use latchkey_memory::*;
+}

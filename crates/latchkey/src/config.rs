@@ -1,0 +1,407 @@
+//! Middleware configuration and its builder.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::cookie::{Key, SameSite};
+use actix_web::http::StatusCode;
+use latchkey_core::{AnyStore, SessionStore};
+
+use crate::cookie::{CookieCodec, CookieKeys};
+use crate::middleware::SessionMiddleware;
+
+/// How the session cookie's value is protected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum CookieContentSecurity {
+    /// HMAC-SHA256 signature: the token is readable but cannot be forged or
+    /// altered. The default: the token is random and reveals nothing.
+    #[default]
+    Signed,
+    /// AES-256-GCM encryption: the token is neither readable nor alterable.
+    Private,
+}
+
+/// How long the browser keeps the session cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum CookieLifetime {
+    /// No `Max-Age`: the browser drops the cookie when it closes. The default,
+    /// as it is the least surprising for a login on a shared computer.
+    #[default]
+    BrowserSession,
+    /// `Max-Age` follows the session's server-side expiry and is refreshed when
+    /// the idle deadline is extended.
+    Persistent,
+}
+
+/// Everything the middleware and `Session` need, shared by all workers.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) store: AnyStore,
+    pub(crate) codec: CookieCodec,
+    pub(crate) cookie_lifetime: CookieLifetime,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) lifetime: Duration,
+    pub(crate) extension_interval: Duration,
+    pub(crate) store_error_status: StatusCode,
+    pub(crate) max_conflict_retries: u32,
+    pub(crate) max_session_bytes: usize,
+    pub(crate) max_keys: usize,
+}
+
+/// Configures a [`SessionMiddleware`]; made by [`SessionMiddleware::builder`].
+///
+/// Every setter says its default and why.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use actix_web::cookie::{Key, SameSite};
+/// use latchkey::{CookieLifetime, SessionMiddleware, memory::MemoryStore};
+///
+/// let middleware = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+///     .cookie_name("sid")
+///     .cookie_same_site(SameSite::Strict)
+///     .cookie_lifetime(CookieLifetime::Persistent)
+///     .idle_timeout(Duration::from_secs(30 * 60))
+///     .lifetime(Duration::from_secs(8 * 3600))
+///     .build()?;
+/// # Ok::<(), latchkey::ConfigError>(())
+/// ```
+#[derive(Debug)]
+#[must_use]
+pub struct SessionMiddlewareBuilder {
+    store: AnyStore,
+    keys: CookieKeys,
+    security: CookieContentSecurity,
+    cookie_name: String,
+    cookie_path: String,
+    cookie_domain: Option<String>,
+    cookie_secure: bool,
+    cookie_http_only: bool,
+    cookie_same_site: SameSite,
+    cookie_lifetime: CookieLifetime,
+    idle_timeout: Duration,
+    lifetime: Duration,
+    extension_interval: Option<Duration>,
+    store_error_status: StatusCode,
+    max_conflict_retries: u32,
+    max_session_bytes: usize,
+    max_keys: usize,
+}
+
+/// A configuration the builder refuses, with what to fix.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The cookie name is empty or has characters a cookie name cannot hold.
+    #[error(
+        "cookie name {0:?} is not a valid cookie name: use letters, digits and !#$%&'*+-.^_`|~"
+    )]
+    InvalidCookieName(String),
+    /// A `__Host-` cookie must be `Secure`, have `Path=/` and no `Domain`.
+    #[error("a cookie named `__Host-…` must be Secure, have path \"/\" and no domain")]
+    HostPrefixViolated,
+    /// A `__Secure-` cookie must be `Secure`.
+    #[error("a cookie named `__Secure-…` must be Secure")]
+    SecurePrefixViolated,
+    /// Idle timeout or lifetime is zero.
+    #[error("idle timeout and lifetime must be longer than zero")]
+    ZeroTimeout,
+    /// The store-error status is not a 4xx or 5xx.
+    #[error("the status for store errors must be a client or server error, got {0}")]
+    NotAnErrorStatus(u16),
+}
+
+impl SessionMiddlewareBuilder {
+    pub(crate) fn new<S: SessionStore>(store: S, key: Key) -> Self {
+        Self {
+            store: AnyStore::new(store),
+            keys: CookieKeys(vec![key]),
+            security: CookieContentSecurity::default(),
+            cookie_name: "id".to_owned(),
+            cookie_path: "/".to_owned(),
+            cookie_domain: None,
+            cookie_secure: true,
+            cookie_http_only: true,
+            cookie_same_site: SameSite::Lax,
+            cookie_lifetime: CookieLifetime::default(),
+            idle_timeout: Duration::from_secs(24 * 3600),
+            lifetime: Duration::from_secs(7 * 24 * 3600),
+            extension_interval: None,
+            store_error_status: StatusCode::SERVICE_UNAVAILABLE,
+            max_conflict_retries: 16,
+            max_session_bytes: 64 * 1024,
+            max_keys: 256,
+        }
+    }
+
+    /// Older keys that still verify cookies but no longer sign them.
+    ///
+    /// Rotation: put the new key first (in `new`/`builder`) and the old ones
+    /// here. A cookie made with an old key is accepted and re-issued with the new
+    /// one, so clients move over as they visit; drop an old key once its cookies
+    /// have expired. Default: none.
+    pub fn previous_keys(mut self, keys: impl IntoIterator<Item = Key>) -> Self {
+        self.keys.0.truncate(1);
+        self.keys.0.extend(keys);
+        self
+    }
+
+    /// Signed (default) or private (encrypted) cookie values.
+    ///
+    /// Default: [`CookieContentSecurity::Signed`]; the token is random, so
+    /// encrypting it hides nothing and costs a little per request.
+    pub fn cookie_content_security(mut self, security: CookieContentSecurity) -> Self {
+        self.security = security;
+        self
+    }
+
+    /// The cookie's name. Default: `id`, short and revealing no framework.
+    ///
+    /// A name starting with `__Host-` makes the browser enforce `Secure`,
+    /// `Path=/` and no `Domain`; `build` checks that the configuration agrees.
+    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.cookie_name = name.into();
+        self
+    }
+
+    /// The cookie's `Path`. Default: `/`, so every route sees the session.
+    pub fn cookie_path(mut self, path: impl Into<String>) -> Self {
+        self.cookie_path = path.into();
+        self
+    }
+
+    /// The cookie's `Domain`. Default: none, so the cookie goes back only to the
+    /// exact host that set it, not to its subdomains.
+    pub fn cookie_domain(mut self, domain: impl Into<String>) -> Self {
+        self.cookie_domain = Some(domain.into());
+        self
+    }
+
+    /// The cookie's `Secure` flag. Default: `true`, so the token never travels
+    /// over plain HTTP. Turn it off only for local development over `http://`.
+    pub fn cookie_secure(mut self, secure: bool) -> Self {
+        self.cookie_secure = secure;
+        self
+    }
+
+    /// The cookie's `HttpOnly` flag. Default: `true`, so page scripts (and
+    /// injected ones) cannot read the token.
+    pub fn cookie_http_only(mut self, http_only: bool) -> Self {
+        self.cookie_http_only = http_only;
+        self
+    }
+
+    /// The cookie's `SameSite`. Default: `Lax`, which withholds the cookie from
+    /// cross-site sub-requests and POSTs (a CSRF defence) yet keeps users
+    /// logged in when they follow a link to the site.
+    pub fn cookie_same_site(mut self, same_site: SameSite) -> Self {
+        self.cookie_same_site = same_site;
+        self
+    }
+
+    /// Browser-session (default) or persistent cookie; see [`CookieLifetime`].
+    pub fn cookie_lifetime(mut self, lifetime: CookieLifetime) -> Self {
+        self.cookie_lifetime = lifetime;
+        self
+    }
+
+    /// How long a session lives without being used, enforced by the server.
+    ///
+    /// Default: 24 hours, the same as actix-session's default TTL. Shorten it
+    /// for high-value applications (OWASP suggests 15–30 minutes).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a session lives however often it is used, enforced by the
+    /// server. Default: 7 days, so a stolen cookie stops working within a week
+    /// even if it is kept in use.
+    pub fn lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = lifetime;
+        self
+    }
+
+    /// How much time must pass between two extensions of the idle deadline by
+    /// requests that change nothing.
+    ///
+    /// Default: a tenth of the idle timeout, so a read-only request costs a store
+    /// write at most once per that interval while the deadline stays within 10%
+    /// of exact.
+    pub fn idle_extension_interval(mut self, interval: Duration) -> Self {
+        self.extension_interval = Some(interval);
+        self
+    }
+
+    /// The status of the response when the store fails.
+    ///
+    /// Default: `503 Service Unavailable`, which tells clients and load
+    /// balancers to retry later. The body is always an opaque message.
+    pub fn store_error_status(mut self, status: StatusCode) -> Self {
+        self.store_error_status = status;
+        self
+    }
+
+    /// How often a change is replayed on a freshly loaded session after a
+    /// compare-and-set conflict before the request fails.
+    ///
+    /// Default: 16, enough for dozens of concurrent writers to one session; each
+    /// retry waits a little longer, with jitter, so writers spread out.
+    pub fn max_conflict_retries(mut self, retries: u32) -> Self {
+        self.max_conflict_retries = retries;
+        self
+    }
+
+    /// The largest a session's data may be, in bytes of JSON.
+    ///
+    /// Default: 64 KiB; sessions are read on every request, so large ones cost
+    /// every request. `insert` or `update` beyond it fails and changes nothing.
+    pub fn max_session_bytes(mut self, bytes: usize) -> Self {
+        self.max_session_bytes = bytes;
+        self
+    }
+
+    /// The most keys a session may hold. Default: 256.
+    pub fn max_keys(mut self, keys: usize) -> Self {
+        self.max_keys = keys;
+        self
+    }
+
+    /// Checks the configuration and builds the middleware.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] saying what to fix.
+    pub fn build(self) -> Result<SessionMiddleware, ConfigError> {
+        if !is_cookie_name(&self.cookie_name) {
+            return Err(ConfigError::InvalidCookieName(self.cookie_name));
+        }
+        if self.cookie_name.starts_with("__Host-")
+            && (!self.cookie_secure || self.cookie_path != "/" || self.cookie_domain.is_some())
+        {
+            return Err(ConfigError::HostPrefixViolated);
+        }
+        if self.cookie_name.starts_with("__Secure-") && !self.cookie_secure {
+            return Err(ConfigError::SecurePrefixViolated);
+        }
+        if self.idle_timeout.is_zero() || self.lifetime.is_zero() {
+            return Err(ConfigError::ZeroTimeout);
+        }
+        if !(self.store_error_status.is_client_error() || self.store_error_status.is_server_error())
+        {
+            return Err(ConfigError::NotAnErrorStatus(
+                self.store_error_status.as_u16(),
+            ));
+        }
+        Ok(self.build_unchecked())
+    }
+
+    pub(crate) fn build_unchecked(self) -> SessionMiddleware {
+        let codec = CookieCodec {
+            keys: self.keys,
+            security: self.security,
+            name: self.cookie_name,
+            path: self.cookie_path,
+            domain: self.cookie_domain,
+            secure: self.cookie_secure,
+            http_only: self.cookie_http_only,
+            same_site: self.cookie_same_site,
+        };
+        SessionMiddleware::from_config(Arc::new(Config {
+            store: self.store,
+            codec,
+            cookie_lifetime: self.cookie_lifetime,
+            idle_timeout: self.idle_timeout,
+            lifetime: self.lifetime,
+            extension_interval: self.extension_interval.unwrap_or(self.idle_timeout / 10),
+            store_error_status: self.store_error_status,
+            max_conflict_retries: self.max_conflict_retries,
+            max_session_bytes: self.max_session_bytes,
+            max_keys: self.max_keys,
+        }))
+    }
+}
+
+/// RFC 6265 `token`: visible ASCII except separators.
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latchkey_memory::MemoryStore;
+
+    fn builder() -> SessionMiddlewareBuilder {
+        SessionMiddlewareBuilder::new(MemoryStore::new(), Key::generate())
+    }
+
+    #[test]
+    fn defaults_are_secure() {
+        let b = builder();
+        assert!(b.cookie_secure && b.cookie_http_only);
+        assert_eq!(b.cookie_same_site, SameSite::Lax);
+        assert_eq!(b.cookie_path, "/");
+        assert_eq!(b.store_error_status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(b.security, CookieContentSecurity::Signed);
+    }
+
+    #[test]
+    fn rejects_invalid_names_and_prefix_violations() {
+        assert_eq!(
+            builder().cookie_name("a b").build().unwrap_err(),
+            ConfigError::InvalidCookieName("a b".into())
+        );
+        assert!(matches!(
+            builder().cookie_name("").build(),
+            Err(ConfigError::InvalidCookieName(_))
+        ));
+        assert_eq!(
+            builder()
+                .cookie_name("__Host-id")
+                .cookie_domain("example.com")
+                .build()
+                .unwrap_err(),
+            ConfigError::HostPrefixViolated
+        );
+        assert_eq!(
+            builder()
+                .cookie_name("__Host-id")
+                .cookie_secure(false)
+                .build()
+                .unwrap_err(),
+            ConfigError::HostPrefixViolated
+        );
+        assert_eq!(
+            builder()
+                .cookie_name("__Secure-id")
+                .cookie_secure(false)
+                .build()
+                .unwrap_err(),
+            ConfigError::SecurePrefixViolated
+        );
+        assert!(builder().cookie_name("__Host-id").build().is_ok());
+    }
+
+    #[test]
+    fn rejects_zero_timeouts_and_success_statuses() {
+        assert_eq!(
+            builder().idle_timeout(Duration::ZERO).build().unwrap_err(),
+            ConfigError::ZeroTimeout
+        );
+        assert_eq!(
+            builder()
+                .store_error_status(StatusCode::OK)
+                .build()
+                .unwrap_err(),
+            ConfigError::NotAnErrorStatus(200)
+        );
+    }
+}

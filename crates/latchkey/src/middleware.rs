@@ -1,0 +1,195 @@
+//! The actix-web middleware that gives each request its session slot and writes
+//! the session back after the handler.
+
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::cookie::Key;
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::{HttpMessage as _, HttpResponse};
+use latchkey_core::{SessionStore, Timestamp};
+
+use crate::config::{Config, CookieLifetime, SessionMiddlewareBuilder};
+use crate::error::{Error, STORE_FAILURE_BODY};
+use crate::persist::{CookieAction, persist};
+use crate::session::SessionSlot;
+
+/// Server-side sessions for an actix-web app.
+///
+/// Wrap an `App` (or a scope) with it and take [`Session`](crate::Session) in
+/// handlers. Cloning is cheap; every worker shares one configuration and store.
+///
+/// # Examples
+///
+/// ```
+/// use actix_web::{App, cookie::Key};
+/// use latchkey::{SessionMiddleware, memory::MemoryStore};
+///
+/// // In a real app, load the key from configuration so cookies survive restarts.
+/// let key = Key::generate();
+/// let sessions = SessionMiddleware::new(MemoryStore::new(), key);
+/// let app = App::new().wrap(sessions);
+/// # drop(app);
+/// ```
+#[derive(Clone, Debug)]
+pub struct SessionMiddleware {
+    config: Arc<Config>,
+}
+
+impl SessionMiddleware {
+    /// Sessions in `store`, cookies signed with `key`, every other setting at its
+    /// default (see [`SessionMiddlewareBuilder`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::new(MemoryStore::new(), Key::generate());
+    /// # drop(sessions);
+    /// ```
+    pub fn new<S: SessionStore>(store: S, key: Key) -> Self {
+        // The defaults pass every check `build` makes (a test below holds it to that).
+        Self::builder(store, key).build_unchecked()
+    }
+
+    /// Configures the middleware; see [`SessionMiddlewareBuilder`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .cookie_name("__Host-session")
+    ///     .build()?;
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
+    pub fn builder<S: SessionStore>(store: S, key: Key) -> SessionMiddlewareBuilder {
+        SessionMiddlewareBuilder::new(store, key)
+    }
+
+    pub(crate) fn from_config(config: Arc<Config>) -> Self {
+        Self { config }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for SessionMiddleware
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = SessionService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(SessionService {
+            service: Rc::new(service),
+            config: Arc::clone(&self.config),
+        }))
+    }
+}
+
+/// The per-worker service made by [`SessionMiddleware`].
+#[derive(Debug)]
+pub struct SessionService<S> {
+    service: Rc<S>,
+    config: Arc<Config>,
+}
+
+impl<S, B> Service<ServiceRequest> for SessionService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>>>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let slot = Arc::new(SessionSlot::new(Arc::clone(&self.config)));
+        req.extensions_mut().insert(Arc::clone(&slot));
+        let service = Rc::clone(&self.service);
+        let config = Arc::clone(&self.config);
+        Box::pin(async move {
+            let mut res = service.call(req).await?;
+            if handler_hit_store_failure(&res) {
+                return Ok(store_failure(res, &config));
+            }
+            let Some(state) = slot.take_loaded() else {
+                return Ok(res.map_into_left_body());
+            };
+            let now = Timestamp::now();
+            match persist(state, &config, now).await {
+                Ok(action) => {
+                    if let Some(cookie) = cookie_for(action, &config, now) {
+                        res.response_mut().add_cookie(&cookie)?;
+                    }
+                    Ok(res.map_into_left_body())
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, source = ?std::error::Error::source(&err), "session could not be saved");
+                    Ok(store_failure(res, &config))
+                }
+            }
+        })
+    }
+}
+
+fn handler_hit_store_failure<B>(res: &ServiceResponse<B>) -> bool {
+    res.response()
+        .error()
+        .and_then(|err| err.as_error::<Error>())
+        .is_some_and(Error::is_store_failure)
+}
+
+/// Replaces the response with the configured store-failure status and an opaque body.
+fn store_failure<B>(res: ServiceResponse<B>, config: &Config) -> ServiceResponse<EitherBody<B>> {
+    let (req, _) = res.into_parts();
+    let response = HttpResponse::build(config.store_error_status)
+        .content_type("text/plain; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(STORE_FAILURE_BODY);
+    ServiceResponse::new(req, response).map_into_right_body()
+}
+
+fn cookie_for(
+    action: CookieAction,
+    config: &Config,
+    now: Timestamp,
+) -> Option<actix_web::cookie::Cookie<'static>> {
+    match action {
+        CookieAction::Keep => None,
+        CookieAction::Remove => Some(config.codec.removal()),
+        CookieAction::Set(token, deadlines) => {
+            let max_age = match config.cookie_lifetime {
+                CookieLifetime::Persistent => Some(deadlines.expires_at().saturating_since(now)),
+                CookieLifetime::BrowserSession => None,
+            };
+            Some(config.codec.issue(&token, max_age))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_configuration_builds() {
+        let built =
+            SessionMiddleware::builder(latchkey_memory::MemoryStore::new(), Key::generate())
+                .build();
+        assert!(built.is_ok());
+    }
+}

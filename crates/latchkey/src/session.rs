@@ -1,0 +1,547 @@
+//! The `Session` extractor: a synchronous view of one session, loaded on first use.
+
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
+use latchkey_core::{Record, SessionData, SessionId, SessionStore as _, SessionToken, Timestamp};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::cookie::Incoming;
+use crate::error::Error;
+use crate::ops::Op;
+
+/// What a request has done to its session so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionStatus {
+    /// Nothing written; the store will not be written either (except for a due
+    /// idle-deadline extension).
+    Unchanged,
+    /// Values or owner changed; the change is saved after the handler.
+    Changed,
+    /// [`Session::renew`] was called: a new token will replace the old one.
+    Renewed,
+    /// [`Session::purge`] was called: the session will be deleted.
+    Purged,
+}
+
+/// Per-request session slot, put in the request's extensions by the middleware.
+#[derive(Debug)]
+pub(crate) struct SessionSlot {
+    pub(crate) config: Arc<Config>,
+    pub(crate) loaded: OnceLock<Arc<Mutex<State>>>,
+}
+
+/// One loaded session as the request sees it.
+#[derive(Debug)]
+pub(crate) struct State {
+    /// A cookie of ours came with the request, valid or not.
+    pub(crate) had_cookie: bool,
+    /// The cookie was made with a previous key and should be re-issued.
+    pub(crate) stale_key: bool,
+    /// The token of the stored session, `None` for a session not stored yet.
+    pub(crate) token: Option<SessionToken>,
+    /// The stored record as loaded (or reloaded after a conflict).
+    pub(crate) base: Option<Record>,
+    pub(crate) data: SessionData,
+    pub(crate) owner: Option<String>,
+    /// Every change, in order, for replay on a fresher copy after a conflict.
+    pub(crate) ops: Vec<Op>,
+    /// A stored session to delete after the response: purged or renewed away.
+    pub(crate) retire: Option<SessionToken>,
+    pub(crate) renewed: bool,
+    pub(crate) purged: bool,
+}
+
+impl State {
+    fn fresh(had_cookie: bool) -> Self {
+        Self {
+            had_cookie,
+            stale_key: false,
+            token: None,
+            base: None,
+            data: SessionData::new(),
+            owner: None,
+            ops: Vec::new(),
+            retire: None,
+            renewed: false,
+            purged: false,
+        }
+    }
+
+    fn existing(token: SessionToken, record: Record, stale_key: bool) -> Self {
+        Self {
+            had_cookie: true,
+            stale_key,
+            token: Some(token),
+            data: record.data.clone(),
+            owner: record.owner.clone(),
+            base: Some(record),
+            ops: Vec::new(),
+            retire: None,
+            renewed: false,
+            purged: false,
+        }
+    }
+
+    fn status(&self) -> SessionStatus {
+        if self.purged {
+            SessionStatus::Purged
+        } else if self.renewed {
+            SessionStatus::Renewed
+        } else if self.ops.is_empty() {
+            SessionStatus::Unchanged
+        } else {
+            SessionStatus::Changed
+        }
+    }
+
+    /// Applies `op` to the working copy if the result stays within the limits,
+    /// and records it for replay; on error the session is left as it was.
+    fn apply(&mut self, op: Op, config: &Config) -> Result<Option<Value>, Error> {
+        let mut data = self.data.clone();
+        let mut owner = self.owner.clone();
+        let result = op.apply(&mut data, &mut owner)?;
+        if data.len() > config.max_keys {
+            return Err(Error::TooManyKeys {
+                limit: config.max_keys,
+            });
+        }
+        if op.can_grow() {
+            let size = serde_json::to_vec(&data).map_or(usize::MAX, |bytes| bytes.len());
+            if size > config.max_session_bytes {
+                return Err(Error::TooLarge {
+                    size,
+                    limit: config.max_session_bytes,
+                });
+            }
+        }
+        self.data = data;
+        self.owner = owner;
+        self.ops.push(op);
+        Ok(result)
+    }
+}
+
+/// The current request's session.
+///
+/// Taking a `Session` in a handler (or any extractor) loads it from the store;
+/// a request that never takes one costs no store access and sends no cookie.
+/// Reads and writes are synchronous on the loaded copy; the middleware writes
+/// the changes back after the handler, replaying them on a fresh copy if another
+/// request changed the session meanwhile (see the crate documentation).
+///
+/// `Session` is cheap to clone, and `Send + Sync`.
+///
+/// # Examples
+///
+/// ```
+/// use actix_web::{web, App};
+/// use latchkey::Session;
+///
+/// async fn visit(session: Session) -> Result<String, latchkey::Error> {
+///     let visits = session.update("visits", |n: Option<u64>| n.unwrap_or(0) + 1)?;
+///     Ok(format!("visit {visits}"))
+/// }
+///
+/// let app = App::new().route("/", web::get().to(visit));
+/// # drop(app);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Session {
+    state: Arc<Mutex<State>>,
+    config: Arc<Config>,
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // Every mutation below completes or leaves the state untouched, so a panic
+    // in another holder cannot leave it half-written.
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Session {
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// The value under `key`, deserialized as `T`; `None` when absent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Deserialize`] when the stored value is not a `T`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn handler(session: latchkey::Session) -> Result<String, latchkey::Error> {
+    ///     let name: Option<String> = session.get("name")?;
+    ///     Ok(name.unwrap_or_else(|| "stranger".into()))
+    /// }
+    /// # let _ = handler;
+    /// ```
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        let value = self.state().data.get(key).cloned();
+        value
+            .map(|value| {
+                serde_json::from_value(value).map_err(|source| Error::Deserialize {
+                    key: key.to_owned(),
+                    source,
+                })
+            })
+            .transpose()
+    }
+
+    /// The raw JSON value under `key`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn handler(session: latchkey::Session) -> String {
+    ///     format!("{:?}", session.get_value("cart"))
+    /// }
+    /// # let _ = handler;
+    /// ```
+    pub fn get_value(&self, key: &str) -> Option<Value> {
+        self.state().data.get(key).cloned()
+    }
+
+    /// A copy of all the session's values.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn handler(session: latchkey::Session) -> String {
+    ///     session.entries().keys().cloned().collect::<Vec<_>>().join(",")
+    /// }
+    /// # let _ = handler;
+    /// ```
+    pub fn entries(&self) -> SessionData {
+        self.state().data.clone()
+    }
+
+    /// Stores `value` under `key`, replacing what was there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Serialize`] when `value` does not serialize to JSON;
+    /// [`Error::TooLarge`] or [`Error::TooManyKeys`] beyond the configured bounds.
+    /// On error the session is unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn handler(session: latchkey::Session) -> Result<&'static str, latchkey::Error> {
+    ///     session.insert("theme", "dark")?;
+    ///     Ok("saved")
+    /// }
+    /// # let _ = handler;
+    /// ```
+    pub fn insert<T: Serialize>(&self, key: impl Into<String>, value: T) -> Result<(), Error> {
+        let key = key.into();
+        let value = serde_json::to_value(value).map_err(|source| Error::Serialize {
+            key: key.clone(),
+            source,
+        })?;
+        self.state()
+            .apply(Op::Insert(key, value), &self.config)
+            .map(drop)
+    }
+
+    /// Removes `key`, returning its value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn handler(session: latchkey::Session) -> String {
+    ///     format!("{:?}", session.remove("flash"))
+    /// }
+    /// # let _ = handler;
+    /// ```
+    pub fn remove(&self, key: &str) -> Option<Value> {
+        let op = Op::Remove(key.to_owned());
+        self.state().apply(op, &self.config).ok().flatten()
+    }
+
+    /// Replaces the value under `key` with `f(current)`, returning the new value.
+    ///
+    /// Unlike a `get` followed by an `insert`, the change is kept as the function
+    /// itself: if another request changed the session meanwhile, `f` is run again
+    /// on the fresh value before saving, so concurrent increments all count. `f`
+    /// may therefore run more than once and should have no other effects. The
+    /// value returned here is the one computed in this request.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Deserialize`] when the current value is not a `T`, and the
+    /// errors of [`Session::insert`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn handler(session: latchkey::Session) -> Result<String, latchkey::Error> {
+    ///     let n = session.update("views", |v: Option<u64>| v.unwrap_or(0) + 1)?;
+    ///     Ok(format!("Number of visits: {n}"))
+    /// }
+    /// # let _ = handler;
+    /// ```
+    pub fn update<T, F>(&self, key: impl Into<String>, f: F) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned,
+        F: Fn(Option<T>) -> T + Send + Sync + 'static,
+    {
+        let key = key.into();
+        let op = Op::update(key.clone(), f);
+        let value = self.state().apply(op, &self.config)?.unwrap_or(Value::Null);
+        serde_json::from_value(value).map_err(|source| Error::Deserialize { key, source })
+    }
+
+    /// Removes every value (the owner stays; see [`Session::purge`] to end the session).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn handler(session: latchkey::Session) -> &'static str {
+    ///     session.clear();
+    ///     "cleared"
+    /// }
+    /// # let _ = handler;
+    /// ```
+    pub fn clear(&self) {
+        let _ = self.state().apply(Op::Clear, &self.config);
+    }
+
+    /// Gives the session a new token, keeping its values and owner, and deletes
+    /// the old token's session. Call it whenever privileges change, above all on
+    /// login, so a token planted before login (session fixation) is worthless.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn login(session: latchkey::Session) -> Result<&'static str, latchkey::Error> {
+    ///     session.renew();
+    ///     session.set_owner("user-42");
+    ///     session.insert("user_id", 42)?;
+    ///     Ok("welcome")
+    /// }
+    /// # let _ = login;
+    /// ```
+    pub fn renew(&self) {
+        let mut state = self.state();
+        if !state.purged {
+            state.renewed = true;
+        }
+    }
+
+    /// Ends the session: deletes it from the store and tells the browser to drop
+    /// the cookie. Values inserted afterwards start a brand-new session.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn logout(session: latchkey::Session) -> &'static str {
+    ///     session.purge();
+    ///     "bye"
+    /// }
+    /// # let _ = logout;
+    /// ```
+    pub fn purge(&self) {
+        let mut state = self.state();
+        let stored = state.token.take();
+        let retire = state.retire.take();
+        *state = State {
+            retire: stored.or(retire),
+            purged: true,
+            ..State::fresh(state.had_cookie)
+        };
+    }
+
+    /// Records which user the session belongs to, for
+    /// [`list_by_owner`](latchkey_core::SessionStore::list_by_owner) ("your
+    /// devices") and [`delete_by_owner`](latchkey_core::SessionStore::delete_by_owner)
+    /// ("log out everywhere").
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn login(session: latchkey::Session) -> &'static str {
+    ///     session.renew();
+    ///     session.set_owner("ann@example.com");
+    ///     "ok"
+    /// }
+    /// # let _ = login;
+    /// ```
+    pub fn set_owner(&self, owner: impl Into<String>) {
+        let _ = self
+            .state()
+            .apply(Op::SetOwner(Some(owner.into())), &self.config);
+    }
+
+    /// Removes the owner, taking the session out of the owner index.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn handler(session: latchkey::Session) {
+    ///     session.clear_owner();
+    ///     assert_eq!(session.owner(), None);
+    /// }
+    /// # let _ = handler;
+    /// ```
+    pub fn clear_owner(&self) {
+        let _ = self.state().apply(Op::SetOwner(None), &self.config);
+    }
+
+    /// The user the session belongs to, if set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn whoami(session: latchkey::Session) -> String {
+    ///     session.owner().unwrap_or_else(|| "nobody".into())
+    /// }
+    /// # let _ = whoami;
+    /// ```
+    pub fn owner(&self) -> Option<String> {
+        self.state().owner.clone()
+    }
+
+    /// What this request has done to the session so far.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use latchkey::SessionStatus;
+    ///
+    /// async fn handler(session: latchkey::Session) {
+    ///     assert_eq!(session.status(), SessionStatus::Unchanged);
+    ///     session.purge();
+    ///     assert_eq!(session.status(), SessionStatus::Purged);
+    /// }
+    /// # let _ = handler;
+    /// ```
+    pub fn status(&self) -> SessionStatus {
+        self.state().status()
+    }
+
+    /// Whether no session was stored for this request before it began.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn greet(session: latchkey::Session) -> &'static str {
+    ///     if session.is_new() { "Welcome!" } else { "Welcome back!" }
+    /// }
+    /// # let _ = greet;
+    /// ```
+    pub fn is_new(&self) -> bool {
+        self.state().base.is_none()
+    }
+
+    /// The store id (the token's SHA-256) of the stored session this request
+    /// loaded, to recognise it in [`list_by_owner`](latchkey_core::SessionStore::list_by_owner).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn handler(session: latchkey::Session) -> String {
+    ///     session.id().map(|id| id.to_string()).unwrap_or_default()
+    /// }
+    /// # let _ = handler;
+    /// ```
+    pub fn id(&self) -> Option<SessionId> {
+        self.state().token.as_ref().map(SessionToken::id)
+    }
+
+    /// When the stored session was created; `None` for a new one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn handler(session: latchkey::Session) -> String {
+    ///     format!("{:?}", session.created_at())
+    /// }
+    /// # let _ = handler;
+    /// ```
+    pub fn created_at(&self) -> Option<Timestamp> {
+        self.state().base.as_ref().map(|record| record.created_at)
+    }
+}
+
+impl SessionSlot {
+    pub(crate) fn new(config: Arc<Config>) -> Self {
+        Self {
+            config,
+            loaded: OnceLock::new(),
+        }
+    }
+
+    /// Loads the session named by the request's cookie, once per request.
+    async fn session(&self, req: &HttpRequest) -> Result<Session, Error> {
+        if let Some(state) = self.loaded.get() {
+            return Ok(Session {
+                state: Arc::clone(state),
+                config: Arc::clone(&self.config),
+            });
+        }
+        let incoming = match req.cookies() {
+            Ok(cookies) => self.config.codec.read(cookies.iter()),
+            Err(_) => Incoming::Invalid,
+        };
+        let state = match incoming {
+            Incoming::Absent => State::fresh(false),
+            Incoming::Invalid => State::fresh(true),
+            Incoming::Token { token, stale_key } => {
+                let id = token.id();
+                match self.config.store.load(&id).await? {
+                    Some(record) if !record.is_expired_at(Timestamp::now()) => {
+                        State::existing(token, record, stale_key)
+                    }
+                    _ => State::fresh(true),
+                }
+            }
+        };
+        let state = self.loaded.get_or_init(|| Arc::new(Mutex::new(state)));
+        Ok(Session {
+            state: Arc::clone(state),
+            config: Arc::clone(&self.config),
+        })
+    }
+
+    /// The state, if any extractor loaded it during the request.
+    pub(crate) fn take_loaded(&self) -> Option<State> {
+        let shared = self.loaded.get()?;
+        let mut state = lock(shared);
+        let had_cookie = state.had_cookie;
+        Some(std::mem::replace(&mut *state, State::fresh(had_cookie)))
+    }
+}
+
+impl FromRequest for Session {
+    type Error = Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Error>>>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let slot = req.extensions().get::<Arc<SessionSlot>>().cloned();
+        let req = req.clone();
+        Box::pin(async move {
+            let slot = slot.ok_or(Error::MissingMiddleware)?;
+            slot.session(&req).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn session_is_send_and_sync() {
+        assert_send_sync::<Session>();
+    }
+}

@@ -1,0 +1,103 @@
+//! What every example binary shares: store, key, port and logging from the environment.
+
+use std::fmt;
+
+use actix_web::cookie::Key;
+use latchkey::{AnyStore, SessionMiddleware, SessionMiddlewareBuilder, SessionStore};
+
+/// Why an example could not start.
+#[derive(Debug)]
+pub struct StartError(String);
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<StartError> for std::io::Error {
+    fn from(err: StartError) -> Self {
+        std::io::Error::other(err.0)
+    }
+}
+
+/// The store named by `LATCHKEY_STORE` (default `memory`).
+///
+/// # Errors
+///
+/// When the variable names a store this build does not know.
+pub async fn store_from_env() -> Result<AnyStore, StartError> {
+    let spec = std::env::var("LATCHKEY_STORE").unwrap_or_else(|_| "memory".to_owned());
+    store_from_spec(&spec).await
+}
+
+/// The store named by `spec`: `memory` (or `memory://`).
+///
+/// # Errors
+///
+/// When `spec` names a store this build does not know.
+pub async fn store_from_spec(spec: &str) -> Result<AnyStore, StartError> {
+    match spec.split_once("://").map_or(spec, |(scheme, _)| scheme) {
+        "memory" | "" => Ok(AnyStore::new(latchkey::memory::MemoryStore::new())),
+        other => Err(StartError(format!(
+            "LATCHKEY_STORE={spec:?}: unknown store {other:?}; use `memory`"
+        ))),
+    }
+}
+
+/// The cookie key from `LATCHKEY_KEY`, or a fresh one with a warning.
+///
+/// # Errors
+///
+/// When `LATCHKEY_KEY` is set but shorter than 64 bytes.
+pub fn key_from_env() -> Result<Key, StartError> {
+    match std::env::var("LATCHKEY_KEY") {
+        Ok(secret) => Key::try_from(secret.as_bytes()).map_err(|_| {
+            StartError(format!(
+                "LATCHKEY_KEY is {} bytes; it must be at least 64 (e.g. `openssl rand -base64 64`)",
+                secret.len()
+            ))
+        }),
+        Err(_) => {
+            tracing::warn!(
+                "LATCHKEY_KEY is not set: using a random key, so sessions end when the process does"
+            );
+            Ok(Key::generate())
+        }
+    }
+}
+
+/// The port from `PORT` (default 8080).
+///
+/// # Errors
+///
+/// When `PORT` is not a port number.
+pub fn port() -> Result<u16, StartError> {
+    match std::env::var("PORT") {
+        Ok(port) => port
+            .parse()
+            .map_err(|_| StartError(format!("PORT={port:?} is not a port number"))),
+        Err(_) => Ok(8080),
+    }
+}
+
+/// The middleware settings every example shares.
+///
+/// `Secure` is off unless `LATCHKEY_SECURE_COOKIE=1`, because the examples serve
+/// plain HTTP on 127.0.0.1; see the crate docs.
+pub fn session_builder(store: impl SessionStore, key: Key) -> SessionMiddlewareBuilder {
+    let secure = std::env::var("LATCHKEY_SECURE_COOKIE").is_ok_and(|v| v == "1");
+    SessionMiddleware::builder(store, key).cookie_secure(secure)
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
