@@ -1,1 +1,4 @@
-//! HTTP flows through the real latchkey middleware; see the `tests/` folder.
+//! Support for the HTTP flow tests in `tests/`: the stores every flow runs
+//! against, and store wrappers that count or fail calls.
+
+pub mod stores;

@@ -274,58 +274,44 @@ impl std::fmt::Debug for AnyStore {
 }
 
 impl SessionStore for AnyStore {
-    fn load(
-        &self,
-        id: &SessionId,
-    ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send {
-        async move { self.0.load(id).await }
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
+        self.0.load(id).await
     }
 
-    fn create(
-        &self,
-        id: &SessionId,
-        record: &Record,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move { self.0.create(id, record).await }
+    async fn create(&self, id: &SessionId, record: &Record) -> Result<(), StoreError> {
+        self.0.create(id, record).await
     }
 
-    fn save(
+    async fn save(
         &self,
         id: &SessionId,
         record: &Record,
         expected_version: u64,
-    ) -> impl Future<Output = Result<SaveOutcome, StoreError>> + Send {
-        async move { self.0.save(id, record, expected_version).await }
+    ) -> Result<SaveOutcome, StoreError> {
+        self.0.save(id, record, expected_version).await
     }
 
-    fn touch(
-        &self,
-        id: &SessionId,
-        deadlines: Deadlines,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        async move { self.0.touch(id, deadlines).await }
+    async fn touch(&self, id: &SessionId, deadlines: Deadlines) -> Result<bool, StoreError> {
+        self.0.touch(id, deadlines).await
     }
 
-    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move { self.0.delete(id).await }
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.0.delete(id).await
     }
 
-    fn list_by_owner(
-        &self,
-        owner: &str,
-    ) -> impl Future<Output = Result<Vec<(SessionId, Record)>, StoreError>> + Send {
-        async move { self.0.list_by_owner(owner).await }
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, StoreError> {
+        self.0.list_by_owner(owner).await
     }
 
-    fn delete_by_owner(
+    async fn delete_by_owner(
         &self,
         owner: &str,
         keep: Option<&SessionId>,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        async move { self.0.delete_by_owner(owner, keep).await }
+    ) -> Result<u64, StoreError> {
+        self.0.delete_by_owner(owner, keep).await
     }
 
-    fn delete_expired(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        async move { self.0.delete_expired().await }
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        self.0.delete_expired().await
     }
 }

@@ -1,7 +1,6 @@
 //! The sharded map and its owner index.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -262,10 +261,12 @@ impl MemoryStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.maybe_sweep(now);
-        if let Some(capacity) = self.inner.capacity {
-            if self.len() >= capacity && self.sweep_all(now) == 0 && self.len() >= capacity {
-                return Err(StoreError::CapacityExceeded { capacity });
-            }
+        if let Some(capacity) = self.inner.capacity
+            && self.len() >= capacity
+            && self.sweep_all(now) == 0
+            && self.len() >= capacity
+        {
+            return Err(StoreError::CapacityExceeded { capacity });
         }
         let mut shard = lock(self.shard(id));
         if let Some(existing) = shard.get(id) {
@@ -340,94 +341,74 @@ fn unindex(owners: &mut HashMap<String, HashSet<SessionId>>, owner: &str, id: &S
 }
 
 impl SessionStore for MemoryStore {
-    fn load(
-        &self,
-        id: &SessionId,
-    ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send {
-        async move { Ok(self.load_now(id, Timestamp::now())) }
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
+        Ok(self.load_now(id, Timestamp::now()))
     }
 
-    fn create(
-        &self,
-        id: &SessionId,
-        record: &Record,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move { self.create_now(id, record, Timestamp::now()) }
+    async fn create(&self, id: &SessionId, record: &Record) -> Result<(), StoreError> {
+        self.create_now(id, record, Timestamp::now())
     }
 
-    fn save(
+    async fn save(
         &self,
         id: &SessionId,
         record: &Record,
         expected_version: u64,
-    ) -> impl Future<Output = Result<SaveOutcome, StoreError>> + Send {
-        async move { Ok(self.save_now(id, record, expected_version, Timestamp::now())) }
+    ) -> Result<SaveOutcome, StoreError> {
+        Ok(self.save_now(id, record, expected_version, Timestamp::now()))
     }
 
-    fn touch(
-        &self,
-        id: &SessionId,
-        deadlines: Deadlines,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        async move { Ok(self.touch_now(id, deadlines, Timestamp::now())) }
+    async fn touch(&self, id: &SessionId, deadlines: Deadlines) -> Result<bool, StoreError> {
+        Ok(self.touch_now(id, deadlines, Timestamp::now()))
     }
 
-    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move {
-            self.remove_locked(&mut lock(self.shard(id)), id);
-            Ok(())
-        }
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.remove_locked(&mut lock(self.shard(id)), id);
+        Ok(())
     }
 
-    fn list_by_owner(
-        &self,
-        owner: &str,
-    ) -> impl Future<Output = Result<Vec<(SessionId, Record)>, StoreError>> + Send {
-        async move {
-            let now = Timestamp::now();
-            let sessions = self
-                .owned_ids(owner)
-                .into_iter()
-                .filter_map(|id| {
-                    // The owner may have changed between reading the index and the shard.
-                    let record = self.load_now(&id, now)?;
-                    (record.owner.as_deref() == Some(owner)).then_some((id, record))
-                })
-                .collect();
-            Ok(sessions)
-        }
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, StoreError> {
+        let now = Timestamp::now();
+        let sessions = self
+            .owned_ids(owner)
+            .into_iter()
+            .filter_map(|id| {
+                // The owner may have changed between reading the index and the shard.
+                let record = self.load_now(&id, now)?;
+                (record.owner.as_deref() == Some(owner)).then_some((id, record))
+            })
+            .collect();
+        Ok(sessions)
     }
 
-    fn delete_by_owner(
+    async fn delete_by_owner(
         &self,
         owner: &str,
         keep: Option<&SessionId>,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        async move {
-            let now = Timestamp::now();
-            let mut deleted = 0;
-            for id in self.owned_ids(owner) {
-                if Some(&id) == keep {
-                    continue;
-                }
-                let mut shard = lock(self.shard(&id));
-                let owned_and_live = shard.get(&id).map(|record| {
-                    (
-                        record.owner.as_deref() == Some(owner),
-                        record.is_expired_at(now),
-                    )
-                });
-                if let Some((true, expired)) = owned_and_live {
-                    self.remove_locked(&mut shard, &id);
-                    deleted += u64::from(!expired);
-                }
+    ) -> Result<u64, StoreError> {
+        let now = Timestamp::now();
+        let mut deleted = 0;
+        for id in self.owned_ids(owner) {
+            if Some(&id) == keep {
+                continue;
             }
-            Ok(deleted)
+            let mut shard = lock(self.shard(&id));
+            let owned_and_live = shard.get(&id).map(|record| {
+                (
+                    record.owner.as_deref() == Some(owner),
+                    record.is_expired_at(now),
+                )
+            });
+            if let Some((true, expired)) = owned_and_live {
+                self.remove_locked(&mut shard, &id);
+                deleted += u64::from(!expired);
+            }
         }
+        Ok(deleted)
     }
 
-    fn delete_expired(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        async move { Ok(self.sweep_all(Timestamp::now())) }
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        Ok(self.sweep_all(Timestamp::now()))
     }
 }
 

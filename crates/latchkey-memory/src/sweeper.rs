@@ -72,10 +72,10 @@ impl MemoryStore {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                if let Ok(removed) = store.delete_expired().await {
-                    if removed > 0 {
-                        tracing::debug!(removed, "swept expired sessions");
-                    }
+                if let Ok(removed) = store.delete_expired().await
+                    && removed > 0
+                {
+                    tracing::debug!(removed, "swept expired sessions");
                 }
             }
         });

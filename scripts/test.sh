@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The one test command: makes sure Redis and PostgreSQL are reachable (starting,
+# or on Debian installing, them when they are not), then runs formatting, lints,
+# docs and every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else
+    echo "error: need root to run: $*" >&2; return 1; fi
+}
+
+apt_install() {
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "error: $1 is missing and this is not a Debian-like system; install $1 and re-run" >&2
+    return 1
+  fi
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@"
+}
+
+wait_for() { # command, what
+  for _ in $(seq 1 50); do
+    if eval "$1" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  echo "error: $2 did not come up" >&2
+  return 1
+}
+
+ensure_redis() {
+  command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || apt_install redis-server
+  if redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then return 0; fi
+  case "$REDIS_URL" in
+    redis://127.0.0.1:6379*|redis://localhost:6379*) ;;
+    *) echo "error: Redis at REDIS_URL=$REDIS_URL is not answering; start it or unset REDIS_URL" >&2; return 1 ;;
+  esac
+  step "starting Redis on 127.0.0.1:6379"
+  mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  wait_for "redis-cli -u '$REDIS_URL' ping" "Redis"
+}
+
+ensure_postgres() {
+  command -v pg_isready >/dev/null 2>&1 || apt_install postgresql postgresql-client
+  if psql "$DATABASE_URL" -Atc 'select 1' >/dev/null 2>&1; then return 0; fi
+  case "$DATABASE_URL" in
+    *@127.0.0.1:5432/*|*@localhost:5432/*) ;;
+    *) echo "error: PostgreSQL at DATABASE_URL=$DATABASE_URL is not answering; start it or unset DATABASE_URL" >&2; return 1 ;;
+  esac
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then apt_install postgresql postgresql-client; fi
+  step "starting PostgreSQL on 127.0.0.1:5432"
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  wait_for "pg_isready -h 127.0.0.1 -p 5432" "PostgreSQL"
+  if ! psql "$DATABASE_URL" -Atc 'select 1' >/dev/null 2>&1; then
+    echo "error: PostgreSQL is up but refuses $DATABASE_URL; allow trust auth for 127.0.0.1 or set DATABASE_URL" >&2
+    return 1
+  fi
+}
+
+step "services"
+ensure_redis
+ensure_postgres
+echo "Redis: $REDIS_URL, PostgreSQL: $DATABASE_URL"
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --all-features --no-fail-fast
+else
+  echo "cargo-nextest not found; using cargo test (install it with: cargo install cargo-nextest)"
+  cargo test --workspace --all-features --no-fail-fast --lib --bins --tests
+fi
+
+step "doctests"
+cargo test --workspace --all-features --doc

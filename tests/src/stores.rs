@@ -1,0 +1,206 @@
+//! The stores flows run against, and wrappers that observe or break them.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use latchkey::{AnyStore, Deadlines, Record, SaveOutcome, SessionId, SessionStore, StoreError};
+
+/// Every backend this build can test, by name, each freshly isolated.
+pub async fn all_backends() -> Vec<(&'static str, AnyStore)> {
+    vec![(
+        "memory",
+        AnyStore::new(latchkey::memory::MemoryStore::new()),
+    )]
+}
+
+/// How often each operation reached the wrapped store.
+#[derive(Debug, Default)]
+pub struct Calls {
+    /// `load` calls.
+    pub load: AtomicUsize,
+    /// `create` calls.
+    pub create: AtomicUsize,
+    /// `save` calls.
+    pub save: AtomicUsize,
+    /// `touch` calls.
+    pub touch: AtomicUsize,
+    /// `delete` calls.
+    pub delete: AtomicUsize,
+}
+
+impl Calls {
+    /// All calls of any kind.
+    pub fn total(&self) -> usize {
+        [
+            &self.load,
+            &self.create,
+            &self.save,
+            &self.touch,
+            &self.delete,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::SeqCst))
+        .sum()
+    }
+
+    /// Calls of one kind.
+    pub fn of(counter: &AtomicUsize) -> usize {
+        counter.load(Ordering::SeqCst)
+    }
+}
+
+/// A store that counts the calls it passes on to another.
+#[derive(Clone, Debug)]
+pub struct CountingStore<S> {
+    inner: S,
+    /// The counts, shared by clones.
+    pub calls: Arc<Calls>,
+}
+
+impl<S> CountingStore<S> {
+    /// Counts the calls to `inner`.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            calls: Arc::default(),
+        }
+    }
+}
+
+fn bump(counter: &AtomicUsize) {
+    counter.fetch_add(1, Ordering::SeqCst);
+}
+
+impl<S: SessionStore> SessionStore for CountingStore<S> {
+    fn load(
+        &self,
+        id: &SessionId,
+    ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send {
+        bump(&self.calls.load);
+        self.inner.load(id)
+    }
+
+    fn create(
+        &self,
+        id: &SessionId,
+        record: &Record,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        bump(&self.calls.create);
+        self.inner.create(id, record)
+    }
+
+    fn save(
+        &self,
+        id: &SessionId,
+        record: &Record,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<SaveOutcome, StoreError>> + Send {
+        bump(&self.calls.save);
+        self.inner.save(id, record, expected_version)
+    }
+
+    fn touch(
+        &self,
+        id: &SessionId,
+        deadlines: Deadlines,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        bump(&self.calls.touch);
+        self.inner.touch(id, deadlines)
+    }
+
+    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send {
+        bump(&self.calls.delete);
+        self.inner.delete(id)
+    }
+
+    fn list_by_owner(
+        &self,
+        owner: &str,
+    ) -> impl Future<Output = Result<Vec<(SessionId, Record)>, StoreError>> + Send {
+        self.inner.list_by_owner(owner)
+    }
+
+    fn delete_by_owner(
+        &self,
+        owner: &str,
+        keep: Option<&SessionId>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        self.inner.delete_by_owner(owner, keep)
+    }
+
+    fn delete_expired(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        self.inner.delete_expired()
+    }
+}
+
+/// Text that must never reach a client: what a real driver error might say.
+pub const INTERNAL_DETAIL: &str = "connection refused by 10.9.8.7:6379 (secret-host)";
+
+/// A store whose every operation fails the way an unreachable backend does.
+#[derive(Clone, Debug, Default)]
+pub struct FailingStore;
+
+fn failure<T>() -> std::future::Ready<Result<T, StoreError>> {
+    std::future::ready(Err(StoreError::backend(
+        "failing",
+        std::io::Error::other(INTERNAL_DETAIL),
+    )))
+}
+
+impl SessionStore for FailingStore {
+    fn load(
+        &self,
+        _: &SessionId,
+    ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send {
+        failure()
+    }
+
+    fn create(
+        &self,
+        _: &SessionId,
+        _: &Record,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        failure()
+    }
+
+    fn save(
+        &self,
+        _: &SessionId,
+        _: &Record,
+        _: u64,
+    ) -> impl Future<Output = Result<SaveOutcome, StoreError>> + Send {
+        failure()
+    }
+
+    fn touch(
+        &self,
+        _: &SessionId,
+        _: Deadlines,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        failure()
+    }
+
+    fn delete(&self, _: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send {
+        failure()
+    }
+
+    fn list_by_owner(
+        &self,
+        _: &str,
+    ) -> impl Future<Output = Result<Vec<(SessionId, Record)>, StoreError>> + Send {
+        failure()
+    }
+
+    fn delete_by_owner(
+        &self,
+        _: &str,
+        _: Option<&SessionId>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        failure()
+    }
+
+    fn delete_expired(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        failure()
+    }
+}
