@@ -249,10 +249,15 @@ impl<S: SessionStore> ErasedStore for S {
 /// ```
 /// use latchkey_core::{AnyStore, SessionStore};
 ///
-/// fn takes_any_store(store: impl SessionStore) -> AnyStore {
-///     AnyStore::new(store)
+/// // Pick a backend from configuration, then use it like any other store.
+/// fn choose(stores: Vec<AnyStore>, index: usize) -> Option<AnyStore> {
+///     stores.get(index).cloned()
 /// }
-/// # let _ = takes_any_store;
+///
+/// async fn count<S: SessionStore>(store: &S, owner: &str) -> usize {
+///     store.list_by_owner(owner).await.map(|s| s.len()).unwrap_or(0)
+/// }
+/// # let _ = (choose, count::<AnyStore>);
 /// ```
 #[derive(Clone)]
 pub struct AnyStore(Arc<dyn ErasedStore>);

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group};
-use latchkey_core::{Deadlines, Record, SaveOutcome, SessionId, SessionStore, SessionToken, Timestamp};
+use latchkey_core::{
+    Deadlines, Record, SaveOutcome, SessionId, SessionStore, SessionToken, Timestamp,
+};
 use latchkey_memory::MemoryStore;
 use serde_json::json;
 
@@ -22,7 +24,9 @@ fn typical_record(n: usize) -> Record {
     let mut record = Record::new(now, Deadlines::starting_at(now, hour, hour * 24));
     record.owner = Some(format!("user-{n}"));
     record.data.insert("user_id".into(), json!(n));
-    record.data.insert("email".into(), json!(format!("user{n}@example.com")));
+    record
+        .data
+        .insert("email".into(), json!(format!("user{n}@example.com")));
     record.data.insert("views".into(), json!(7));
     record
 }
@@ -32,14 +36,18 @@ fn populate(store: &MemoryStore, count: usize) -> Vec<SessionId> {
     (0..count)
         .map(|n| {
             let id = SessionToken::generate().unwrap().id();
-            runtime.block_on(store.create(&id, &typical_record(n))).unwrap();
+            runtime
+                .block_on(store.create(&id, &typical_record(n)))
+                .unwrap();
             id
         })
         .collect()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
 }
 
 fn single_thread(c: &mut Criterion) {
@@ -60,7 +68,9 @@ fn single_thread(c: &mut Criterion) {
             let mut record = runtime.block_on(store.load(&ids[i])).unwrap().unwrap();
             let expected = record.version;
             record.data.insert("views".into(), json!(expected));
-            let outcome = runtime.block_on(store.save(&ids[i], &record, expected)).unwrap();
+            let outcome = runtime
+                .block_on(store.save(&ids[i], &record, expected))
+                .unwrap();
             assert!(matches!(outcome, SaveOutcome::Saved(_)));
         })
     });
@@ -91,10 +101,13 @@ fn contended(c: &mut Criterion) {
                             let mut i = thread * 5003;
                             for _ in 0..iters.div_ceil(2) {
                                 i = (i + 7919) % ids.len();
-                                let mut record = runtime.block_on(store.load(&ids[i])).unwrap().unwrap();
+                                let mut record =
+                                    runtime.block_on(store.load(&ids[i])).unwrap().unwrap();
                                 let expected = record.version;
                                 record.data.insert("views".into(), json!(expected));
-                                let _ = runtime.block_on(store.save(&ids[i], &record, expected)).unwrap();
+                                let _ = runtime
+                                    .block_on(store.save(&ids[i], &record, expected))
+                                    .unwrap();
                             }
                         });
                     }
@@ -134,5 +147,7 @@ criterion_group!(benches, single_thread, contended);
 fn main() {
     bytes_per_session();
     benches();
-    criterion::Criterion::default().configure_from_args().final_summary();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
 }
