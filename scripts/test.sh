@@ -80,6 +80,9 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 
+step "doctests"
+cargo test --workspace --all-features --doc
+
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-features --no-fail-fast
@@ -87,6 +90,3 @@ else
   echo "cargo-nextest not found; using cargo test (install it with: cargo install cargo-nextest)"
   cargo test --workspace --all-features --no-fail-fast --lib --bins --tests
 fi
-
-step "doctests"
-cargo test --workspace --all-features --doc

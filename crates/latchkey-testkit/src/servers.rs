@@ -75,3 +75,94 @@ pub fn free_port() -> std::io::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
+
+/// A `redis-server` of a test's own on a loopback port, for tests that need a
+/// fault (a stopped server) without touching the shared one. Killed on drop.
+#[derive(Debug)]
+pub struct PrivateRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    /// Starts a server on a free port and waits until it accepts connections.
+    ///
+    /// # Errors
+    ///
+    /// When `redis-server` is not installed (the message says how to get it) or
+    /// does not come up within 10 seconds.
+    pub fn start() -> std::io::Result<Self> {
+        let mut server = Self {
+            port: free_port()?,
+            child: None,
+        };
+        server.restart()?;
+        Ok(server)
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server (as a crash would: no shutdown handshake with clients).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port, waiting until it accepts connections.
+    ///
+    /// # Errors
+    ///
+    /// As for [`PrivateRedis::start`].
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        self.stop();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|err| {
+                std::io::Error::new(
+                    err.kind(),
+                    format!("cannot run redis-server ({err}); install it (Debian: apt-get install redis-server) or run scripts/test.sh, which does"),
+                )
+            })?;
+        self.child = Some(child);
+        wait_for_port(self.port, std::time::Duration::from_secs(10))
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits until something accepts TCP connections on 127.0.0.1:`port`.
+///
+/// # Errors
+///
+/// `TimedOut` when nothing does within `limit`.
+pub fn wait_for_port(port: u16, limit: std::time::Duration) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("nothing listens on 127.0.0.1:{port} after {limit:?}"),
+    ))
+}

@@ -1,0 +1,9 @@
+#![doc = include_str!("../README.md")]
+
+mod scripts;
+mod store;
+
+pub use self::store::{DEFAULT_COMMAND_TIMEOUT, DEFAULT_PREFIX, RedisStore, RedisStoreBuilder};
+
+/// The `redis` crate this store is built on, for building connections by hand.
+pub use redis;

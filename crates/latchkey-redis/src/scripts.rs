@@ -1,0 +1,178 @@
+//! The Lua scripts, each touching exactly one key, and how they are sent.
+//!
+//! Scripts go out as `EVALSHA` so only their 40-byte digests cross the wire. When
+//! the server's script cache was flushed (a restart, `SCRIPT FLUSH`, a failover
+//! to a replica that never saw them), the calls that answered `NOSCRIPT` are
+//! loaded and re-sent; calls that succeeded are not repeated.
+
+use redis::{Cmd, Pipeline, Script, Value};
+
+/// Creates a session hash unless the key exists; sets its expiry.
+/// KEYS[1] session; ARGV data, has_owner, owner, created, idle, absolute, expire_at.
+/// Returns 1 when created, 0 on collision.
+pub(crate) const CREATE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'v', 1, 'd', ARGV[1], 'c', ARGV[4], 'i', ARGV[5], 'a', ARGV[6])
+if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'o', ARGV[3]) end
+redis.call('PEXPIREAT', KEYS[1], ARGV[7])
+return 1
+";
+
+/// Compare-and-set. KEYS[1] session; ARGV expected, data, has_owner, owner, idle,
+/// absolute, expire_at. Returns the new version, -1 when missing, -2 on conflict.
+pub(crate) const SAVE: &str = r"
+local current = redis.call('HGET', KEYS[1], 'v')
+if not current then return -1 end
+if current ~= ARGV[1] then return -2 end
+local version = redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('HSET', KEYS[1], 'd', ARGV[2], 'i', ARGV[5], 'a', ARGV[6])
+if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'o', ARGV[4]) else redis.call('HDEL', KEYS[1], 'o') end
+redis.call('PEXPIREAT', KEYS[1], ARGV[7])
+return version
+";
+
+/// Moves the deadlines of a live session. KEYS[1] session; ARGV idle, absolute,
+/// expire_at. Returns 1 when touched, 0 when missing.
+pub(crate) const TOUCH: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'i', ARGV[1], 'a', ARGV[2])
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+return 1
+";
+
+/// Deletes a session only while it still belongs to the owner. KEYS[1] session;
+/// ARGV owner. Returns 1 when deleted.
+pub(crate) const DELETE_IF_OWNED: &str = r"
+if redis.call('HGET', KEYS[1], 'o') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// Adds a session to an owner's index and keeps the index alive at least until
+/// `expire_at`. KEYS[1] owner index; ARGV member, expire_at, now.
+pub(crate) const INDEX_ADD: &str = r"
+redis.call('SADD', KEYS[1], ARGV[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 or ttl < tonumber(ARGV[2]) - tonumber(ARGV[3]) then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+end
+return 1
+";
+
+/// The loaded scripts, hashed once.
+#[derive(Debug)]
+pub(crate) struct Scripts {
+    pub(crate) create: Script,
+    pub(crate) save: Script,
+    pub(crate) touch: Script,
+    pub(crate) delete_if_owned: Script,
+    pub(crate) index_add: Script,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        Self {
+            create: Script::new(CREATE),
+            save: Script::new(SAVE),
+            touch: Script::new(TOUCH),
+            delete_if_owned: Script::new(DELETE_IF_OWNED),
+            index_add: Script::new(INDEX_ADD),
+        }
+    }
+
+    /// The source of the script with this digest, to reload it after `NOSCRIPT`.
+    pub(crate) fn source_of(&self, hash: &str) -> Option<&'static str> {
+        [
+            (&self.create, CREATE),
+            (&self.save, SAVE),
+            (&self.touch, TOUCH),
+            (&self.delete_if_owned, DELETE_IF_OWNED),
+            (&self.index_add, INDEX_ADD),
+        ]
+        .into_iter()
+        .find(|(script, _)| script.get_hash() == hash)
+        .map(|(_, source)| source)
+    }
+}
+
+/// One `EVALSHA` call: the script's digest, its single key and its arguments.
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    pub(crate) hash: String,
+    pub(crate) key: Vec<u8>,
+    pub(crate) args: Vec<Vec<u8>>,
+}
+
+impl Call {
+    pub(crate) fn new(script: &Script, key: Vec<u8>) -> Self {
+        Self {
+            hash: script.get_hash().to_owned(),
+            key,
+            args: Vec::new(),
+        }
+    }
+
+    pub(crate) fn arg(mut self, arg: impl ToString) -> Self {
+        self.args.push(arg.to_string().into_bytes());
+        self
+    }
+
+    pub(crate) fn arg_bytes(mut self, arg: Vec<u8>) -> Self {
+        self.args.push(arg);
+        self
+    }
+
+    pub(crate) fn command(&self) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&self.hash).arg(1).arg(&self.key);
+        for arg in &self.args {
+            cmd.arg(arg);
+        }
+        cmd
+    }
+}
+
+/// Whether a pipelined reply says the script is not in the server's cache.
+pub(crate) fn is_noscript(value: &Value) -> bool {
+    matches!(value, Value::ServerError(err) if err.code() == "NOSCRIPT")
+}
+
+/// A pipeline of the calls, with per-call errors returned as values.
+pub(crate) fn pipeline(calls: &[Call]) -> Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for call in calls {
+        pipe.add_command(call.command());
+    }
+    pipe
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_script_is_found_by_its_digest() {
+        let scripts = Scripts::new();
+        for (script, source) in [
+            (&scripts.create, CREATE),
+            (&scripts.save, SAVE),
+            (&scripts.touch, TOUCH),
+            (&scripts.delete_if_owned, DELETE_IF_OWNED),
+            (&scripts.index_add, INDEX_ADD),
+        ] {
+            assert_eq!(scripts.source_of(script.get_hash()), Some(source));
+        }
+        assert_eq!(scripts.source_of("0000"), None);
+    }
+
+    #[test]
+    fn every_script_names_exactly_one_key() {
+        for source in [CREATE, SAVE, TOUCH, DELETE_IF_OWNED, INDEX_ADD] {
+            assert!(source.contains("KEYS[1]"));
+            assert!(
+                !source.contains("KEYS[2]"),
+                "a script must not span two keys (cluster slots)"
+            );
+        }
+    }
+}

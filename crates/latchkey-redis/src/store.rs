@@ -1,0 +1,570 @@
+//! `RedisStore`: the session contract on Redis.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use latchkey_core::{
+    Deadlines, Record, SaveOutcome, SessionData, SessionId, SessionStore, StoreError, Timestamp,
+};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisError, RedisResult, Value};
+
+use crate::scripts::{Call, Scripts, is_noscript, pipeline};
+
+const STORE: &str = "redis";
+
+/// Default key prefix.
+pub const DEFAULT_PREFIX: &str = "latchkey:";
+
+/// Default bound on one store operation, round trips and reconnect waits included.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A [`SessionStore`] on Redis.
+///
+/// Generic over the connection so that any `redis` async connection works; the
+/// default is the auto-reconnecting, multiplexed [`ConnectionManager`], one
+/// connection shared by every worker and pipelined. Cloning is cheap.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use latchkey_redis::RedisStore;
+///
+/// # async fn run() -> Result<(), latchkey_core::StoreError> {
+/// let store = RedisStore::builder("redis://127.0.0.1:6379")
+///     .prefix("myapp:session:")
+///     .command_timeout(Duration::from_millis(500))
+///     .build()?;
+/// store.ping().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore<C = ConnectionManager> {
+    conn: C,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    prefix: String,
+    timeout: Duration,
+    scripts: Scripts,
+}
+
+impl<C> std::fmt::Debug for RedisStore<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.shared.prefix)
+            .field("timeout", &self.shared.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`RedisStore`] on a URL.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RedisStoreBuilder {
+    url: String,
+    prefix: String,
+    command_timeout: Duration,
+    connect_timeout: Option<Duration>,
+}
+
+impl RedisStoreBuilder {
+    /// The prefix of every key the store writes. Default: `latchkey:`.
+    ///
+    /// Give each application (or test) its own prefix to share one Redis.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The most one store operation may take, including waiting for a
+    /// reconnection, before it fails with [`StoreError::Timeout`].
+    ///
+    /// Default: 1 second; a session read sits in front of every request, so a
+    /// Redis outage should turn into a quick error response, not a hung worker.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// The most one connection attempt may take. Default: the command timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Builds the store without contacting Redis: the connection is made on
+    /// first use and remade whenever it breaks, so the application can start
+    /// while Redis is down. Call [`RedisStore::ping`] to check at start-up.
+    ///
+    /// Must be called inside a Tokio runtime (e.g. in `#[actix_web::main]`).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the URL is not a Redis URL.
+    pub fn build(self) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(self.url.as_str()).map_err(backend)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout.unwrap_or(self.command_timeout)))
+            .set_response_timeout(Some(self.command_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(backend)?;
+        Ok(RedisStore::from_connection(conn)
+            .with_prefix(self.prefix)
+            .with_command_timeout(self.command_timeout))
+    }
+}
+
+impl RedisStore<ConnectionManager> {
+    /// Configures a store on a `redis://` (or, with TLS, `rediss://`) URL.
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            url: url.into(),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            connect_timeout: None,
+        }
+    }
+
+    /// A store on `url` with the defaults, checked with a `PING`.
+    ///
+    /// # Errors
+    ///
+    /// When the URL is invalid or Redis does not answer within the timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), latchkey_core::StoreError> {
+    /// let store = latchkey_redis::RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// # drop(store);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let store = Self::builder(url).build()?;
+        store.ping().await?;
+        Ok(store)
+    }
+}
+
+impl<C> RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    /// A store on an existing connection (a `ConnectionManager`, a
+    /// `MultiplexedConnection`, ...), with the default prefix and timeout.
+    pub fn from_connection(conn: C) -> Self {
+        Self {
+            conn,
+            shared: Arc::new(Shared {
+                prefix: DEFAULT_PREFIX.to_owned(),
+                timeout: DEFAULT_COMMAND_TIMEOUT,
+                scripts: Scripts::new(),
+            }),
+        }
+    }
+
+    /// This store with another key prefix; see [`RedisStoreBuilder::prefix`].
+    pub fn with_prefix(self, prefix: impl Into<String>) -> Self {
+        self.reconfigure(|shared| shared.prefix = prefix.into())
+    }
+
+    /// This store with another timeout; see [`RedisStoreBuilder::command_timeout`].
+    pub fn with_command_timeout(self, timeout: Duration) -> Self {
+        self.reconfigure(|shared| shared.timeout = timeout)
+    }
+
+    fn reconfigure(self, change: impl FnOnce(&mut Shared)) -> Self {
+        let mut shared = Shared {
+            prefix: self.shared.prefix.clone(),
+            timeout: self.shared.timeout,
+            scripts: Scripts::new(),
+        };
+        change(&mut shared);
+        Self {
+            conn: self.conn,
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.shared.prefix
+    }
+
+    /// The Redis key of a session: `{prefix}s:{64 hex digits of the id}`.
+    pub fn session_key(&self, id: &SessionId) -> String {
+        format!("{}s:{}", self.shared.prefix, id.to_hex())
+    }
+
+    /// The Redis key of an owner's index: `{prefix}o:{owner}`.
+    pub fn owner_key(&self, owner: &str) -> String {
+        format!("{}o:{owner}", self.shared.prefix)
+    }
+
+    /// Checks that Redis answers.
+    ///
+    /// # Errors
+    ///
+    /// When it does not, within the command timeout.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.bounded(async move { redis::cmd("PING").query_async::<()>(&mut conn).await })
+            .await
+    }
+
+    /// Runs `work` within the command timeout, mapping failures to `StoreError`.
+    async fn bounded<T>(
+        &self,
+        work: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.shared.timeout, work).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) if err.is_timeout() => Err(self.timeout()),
+            Ok(Err(err)) => Err(backend(err)),
+            Err(_) => Err(self.timeout()),
+        }
+    }
+
+    fn timeout(&self) -> StoreError {
+        StoreError::Timeout {
+            store: STORE,
+            after: self.shared.timeout,
+        }
+    }
+
+    /// Sends the calls in one pipeline, reloading scripts the server lost.
+    async fn eval(&self, calls: Vec<Call>) -> Result<Vec<Value>, StoreError> {
+        let mut conn = self.conn.clone();
+        let scripts = &self.shared.scripts;
+        let results = self
+            .bounded(async move {
+                let mut results: Vec<Value> = pipeline(&calls).query_async(&mut conn).await?;
+                let lost: Vec<usize> = (0..results.len())
+                    .filter(|&i| is_noscript(&results[i]))
+                    .collect();
+                if lost.is_empty() {
+                    return Ok(results);
+                }
+                tracing::debug!(count = lost.len(), "redis lost its script cache; reloading");
+                let mut load = redis::pipe();
+                for &i in &lost {
+                    if let Some(source) =
+                        calls.get(i).and_then(|call| scripts.source_of(&call.hash))
+                    {
+                        load.cmd("SCRIPT").arg("LOAD").arg(source);
+                    }
+                }
+                load.query_async::<Vec<Value>>(&mut conn).await?;
+                let again: Vec<Call> = lost.iter().filter_map(|&i| calls.get(i).cloned()).collect();
+                let retried: Vec<Value> = pipeline(&again).query_async(&mut conn).await?;
+                for (i, value) in lost.into_iter().zip(retried) {
+                    if let Some(slot) = results.get_mut(i) {
+                        *slot = value;
+                    }
+                }
+                Ok(results)
+            })
+            .await?;
+        Ok(results)
+    }
+
+    fn index_call(&self, owner: &str, id: &SessionId, record: &Record) -> Call {
+        Call::new(
+            &self.shared.scripts.index_add,
+            self.owner_key(owner).into_bytes(),
+        )
+        .arg(id.to_hex())
+        .arg(record.deadlines.absolute.as_millis())
+        .arg(Timestamp::now().as_millis())
+    }
+}
+
+fn backend(err: RedisError) -> StoreError {
+    StoreError::backend(STORE, err)
+}
+
+/// The integer a script returned, or the error it raised.
+fn integer(value: Option<Value>) -> Result<i64, StoreError> {
+    match value {
+        Some(Value::Int(n)) => Ok(n),
+        Some(Value::ServerError(err)) => Err(backend(err.into())),
+        other => Err(StoreError::corrupt(format!(
+            "unexpected script reply {other:?}"
+        ))),
+    }
+}
+
+fn encode_data(data: &SessionData) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(data).map_err(StoreError::encode)
+}
+
+fn owner_args(call: Call, owner: Option<&str>) -> Call {
+    match owner {
+        Some(owner) => call.arg("1").arg(owner),
+        None => call.arg("0").arg(""),
+    }
+}
+
+/// Rebuilds a record from its hash fields; `None` for an absent key.
+fn decode(fields: HashMap<String, String>) -> Result<Option<Record>, StoreError> {
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let number = |name: &str| -> Result<u64, StoreError> {
+        fields
+            .get(name)
+            .and_then(|text| text.parse().ok())
+            .ok_or_else(|| {
+                StoreError::corrupt(format!(
+                    "session hash field {name:?} missing or not a number"
+                ))
+            })
+    };
+    let data = match fields.get("d") {
+        Some(json) => serde_json::from_str(json).map_err(StoreError::corrupt)?,
+        None => return Err(StoreError::corrupt("session hash has no data field")),
+    };
+    Ok(Some(Record {
+        data,
+        version: number("v")?,
+        owner: fields.get("o").cloned(),
+        created_at: Timestamp::from_millis(number("c")?),
+        deadlines: Deadlines {
+            idle: Timestamp::from_millis(number("i")?),
+            absolute: Timestamp::from_millis(number("a")?),
+        },
+    }))
+}
+
+impl<C> SessionStore for RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = self.session_key(id);
+        let fields: HashMap<String, String> = self
+            .bounded(async move { redis::cmd("HGETALL").arg(key).query_async(&mut conn).await })
+            .await?;
+        let now = Timestamp::now();
+        Ok(decode(fields)?.filter(|record| !record.is_expired_at(now)))
+    }
+
+    async fn create(&self, id: &SessionId, record: &Record) -> Result<(), StoreError> {
+        let session = Call::new(
+            &self.shared.scripts.create,
+            self.session_key(id).into_bytes(),
+        )
+        .arg_bytes(encode_data(&record.data)?);
+        let session = owner_args(session, record.owner.as_deref())
+            .arg(record.created_at.as_millis())
+            .arg(record.deadlines.idle.as_millis())
+            .arg(record.deadlines.absolute.as_millis())
+            .arg(record.deadlines.expires_at().as_millis());
+        let mut calls = vec![session];
+        calls.extend(
+            record
+                .owner
+                .as_deref()
+                .map(|owner| self.index_call(owner, id, record)),
+        );
+        match integer(self.eval(calls).await?.into_iter().next())? {
+            1 => Ok(()),
+            _ => Err(StoreError::IdCollision),
+        }
+    }
+
+    async fn save(
+        &self,
+        id: &SessionId,
+        record: &Record,
+        expected_version: u64,
+    ) -> Result<SaveOutcome, StoreError> {
+        let session = Call::new(&self.shared.scripts.save, self.session_key(id).into_bytes())
+            .arg(expected_version)
+            .arg_bytes(encode_data(&record.data)?);
+        let session = owner_args(session, record.owner.as_deref())
+            .arg(record.deadlines.idle.as_millis())
+            .arg(record.deadlines.absolute.as_millis())
+            .arg(record.deadlines.expires_at().as_millis());
+        let mut calls = vec![session];
+        calls.extend(
+            record
+                .owner
+                .as_deref()
+                .map(|owner| self.index_call(owner, id, record)),
+        );
+        Ok(match integer(self.eval(calls).await?.into_iter().next())? {
+            -1 => SaveOutcome::Missing,
+            -2 => SaveOutcome::Conflict,
+            version => SaveOutcome::Saved(u64::try_from(version).unwrap_or_default()),
+        })
+    }
+
+    async fn touch(&self, id: &SessionId, deadlines: Deadlines) -> Result<bool, StoreError> {
+        let call = Call::new(
+            &self.shared.scripts.touch,
+            self.session_key(id).into_bytes(),
+        )
+        .arg(deadlines.idle.as_millis())
+        .arg(deadlines.absolute.as_millis())
+        .arg(deadlines.expires_at().as_millis());
+        Ok(integer(self.eval(vec![call]).await?.into_iter().next())? == 1)
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let key = self.session_key(id);
+        self.bounded(async move {
+            redis::cmd("DEL")
+                .arg(key)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let index = self.owner_key(owner);
+        let members: Vec<String> = {
+            let index = index.clone();
+            let mut conn = conn.clone();
+            self.bounded(async move {
+                redis::cmd("SMEMBERS")
+                    .arg(index)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?
+        };
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for member in &members {
+            pipe.cmd("HGETALL")
+                .arg(format!("{}s:{member}", self.shared.prefix));
+        }
+        let hashes: Vec<HashMap<String, String>> = {
+            let mut conn = conn.clone();
+            self.bounded(async move { pipe.query_async(&mut conn).await })
+                .await?
+        };
+        let now = Timestamp::now();
+        let mut live = Vec::new();
+        let mut stale = Vec::new();
+        for (member, fields) in members.into_iter().zip(hashes) {
+            let record = decode(fields)?
+                .filter(|r| !r.is_expired_at(now) && r.owner.as_deref() == Some(owner));
+            match (SessionId::from_hex(&member), record) {
+                (Some(id), Some(record)) => live.push((id, record)),
+                _ => stale.push(member),
+            }
+        }
+        if !stale.is_empty() {
+            // Entries of sessions that expired, were deleted or changed owner.
+            self.bounded(async move {
+                redis::cmd("SREM")
+                    .arg(index)
+                    .arg(stale)
+                    .query_async::<()>(&mut conn)
+                    .await
+            })
+            .await?;
+        }
+        Ok(live)
+    }
+
+    async fn delete_by_owner(
+        &self,
+        owner: &str,
+        keep: Option<&SessionId>,
+    ) -> Result<u64, StoreError> {
+        let index = self.owner_key(owner);
+        let members: Vec<String> = {
+            let index = index.clone();
+            let mut conn = self.conn.clone();
+            self.bounded(async move {
+                redis::cmd("SMEMBERS")
+                    .arg(index)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?
+        };
+        let keep_hex = keep.map(SessionId::to_hex);
+        let doomed: Vec<String> = members
+            .into_iter()
+            .filter(|m| Some(m) != keep_hex.as_ref())
+            .collect();
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let calls = doomed
+            .iter()
+            .map(|member| {
+                Call::new(
+                    &self.shared.scripts.delete_if_owned,
+                    format!("{}s:{member}", self.shared.prefix).into_bytes(),
+                )
+                .arg(owner)
+            })
+            .collect();
+        let mut deleted = 0;
+        for reply in self.eval(calls).await? {
+            deleted += u64::from(integer(Some(reply))? == 1);
+        }
+        let mut conn = self.conn.clone();
+        self.bounded(async move {
+            redis::cmd("SREM")
+                .arg(index)
+                .arg(doomed)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await?;
+        Ok(deleted)
+    }
+
+    /// Redis removes expired sessions itself (each key carries its TTL), so there
+    /// is nothing to do.
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_rejects_hashes_with_missing_or_bad_fields() {
+        let mut fields = HashMap::from([
+            ("v".to_owned(), "1".to_owned()),
+            ("d".to_owned(), "{}".to_owned()),
+            ("c".to_owned(), "5".to_owned()),
+            ("i".to_owned(), "6".to_owned()),
+            ("a".to_owned(), "7".to_owned()),
+        ]);
+        assert!(decode(fields.clone()).unwrap().is_some());
+        fields.insert("d".into(), "{not json".into());
+        assert!(matches!(
+            decode(fields.clone()),
+            Err(StoreError::Corrupt { .. })
+        ));
+        fields.insert("d".into(), "{}".into());
+        fields.insert("v".into(), "one".into());
+        assert!(matches!(decode(fields), Err(StoreError::Corrupt { .. })));
+        assert!(decode(HashMap::new()).unwrap().is_none());
+    }
+}

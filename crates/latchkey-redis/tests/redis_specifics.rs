@@ -1,0 +1,254 @@
+//! Behaviour specific to Redis: key layout, hashing, TTLs, script-cache loss,
+//! and surviving an outage of a private server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use latchkey_core::{
+    Deadlines, Record, SaveOutcome, SessionStore, SessionToken, StoreError, Timestamp,
+};
+use latchkey_redis::RedisStore;
+use latchkey_testkit::block_on;
+use latchkey_testkit::servers::{PrivateRedis, redis_url, unique_name};
+use redis::AsyncCommands as _;
+
+fn record(ttl: Duration) -> Record {
+    let now = Timestamp::now();
+    let mut record = Record::new(now, Deadlines::starting_at(now, ttl, ttl * 2));
+    record.data.insert("n".into(), 1.into());
+    record
+}
+
+async fn raw() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// A result with how long it took to arrive.
+struct Timed<T>(Duration, T);
+
+impl<T> Timed<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Timed<U> {
+        Timed(self.0, f(self.1))
+    }
+
+    fn into_parts(self) -> (Duration, T) {
+        (self.0, self.1)
+    }
+}
+
+async fn timed<T>(work: impl std::future::Future<Output = T>) -> Timed<T> {
+    let started = Instant::now();
+    let value = work.await;
+    Timed(started.elapsed(), value)
+}
+
+#[test]
+fn sessions_live_under_the_token_hash_with_a_millisecond_ttl() {
+    block_on(async {
+        let prefix = format!("{}:", unique_name("layout"));
+        let store = RedisStore::builder(redis_url())
+            .prefix(&prefix)
+            .build()
+            .unwrap();
+        let token = SessionToken::generate().unwrap();
+        let mut rec = record(Duration::from_secs(30));
+        rec.owner = Some("ann".into());
+        store.create(&token.id(), &rec).await.unwrap();
+
+        let mut conn = raw().await;
+        let keys: Vec<String> = conn.keys(format!("{prefix}*")).await.unwrap();
+        let session_key = format!("{prefix}s:{}", token.id().to_hex());
+        assert!(keys.contains(&session_key), "{keys:?}");
+        assert!(keys.contains(&format!("{prefix}o:ann")), "{keys:?}");
+        assert!(
+            keys.iter().all(|k| !k.contains(&token.encode())),
+            "the raw token never appears in a key"
+        );
+        let data: String = conn.hget(&session_key, "d").await.unwrap();
+        assert_eq!(data, r#"{"n":1}"#, "data is stored as typed JSON");
+        let pttl: i64 = conn.pttl(&session_key).await.unwrap();
+        assert!(
+            (29_000..=30_000).contains(&pttl),
+            "TTL follows the idle deadline to the millisecond: {pttl}"
+        );
+        let index_ttl: i64 = conn.pttl(format!("{prefix}o:ann")).await.unwrap();
+        assert!(
+            index_ttl > 59_000,
+            "the index lives until the latest absolute deadline: {index_ttl}"
+        );
+    });
+}
+
+#[test]
+fn a_flushed_script_cache_is_reloaded_transparently() {
+    block_on(async {
+        // A private server, so flushing its script cache disturbs no one.
+        let server = PrivateRedis::start().unwrap();
+        let store = RedisStore::builder(server.url()).build().unwrap();
+        let id = SessionToken::generate().unwrap().id();
+        store
+            .create(&id, &record(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        let mut conn = redis::Client::open(server.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+        let loaded = store.load(&id).await.unwrap().unwrap();
+        assert_eq!(
+            store.save(&id, &loaded, 1).await.unwrap(),
+            SaveOutcome::Saved(2)
+        );
+        assert_eq!(
+            store.save(&id, &loaded, 1).await.unwrap(),
+            SaveOutcome::Conflict,
+            "not applied twice"
+        );
+    });
+}
+
+#[test]
+fn a_corrupt_hash_is_an_error_not_a_panic() {
+    block_on(async {
+        let prefix = format!("{}:", unique_name("corrupt"));
+        let store = RedisStore::builder(redis_url())
+            .prefix(&prefix)
+            .build()
+            .unwrap();
+        let id = SessionToken::generate().unwrap().id();
+        let mut conn = raw().await;
+        let key = store.session_key(&id);
+        let _: () = conn
+            .hset_multiple(
+                &key,
+                &[
+                    ("v", "1"),
+                    ("d", "{broken"),
+                    ("c", "1"),
+                    ("i", "2"),
+                    ("a", "3"),
+                ],
+            )
+            .await
+            .unwrap();
+        let _: () = conn.pexpire(&key, 60_000).await.unwrap();
+        assert!(matches!(
+            store.load(&id).await,
+            Err(StoreError::Corrupt { .. })
+        ));
+    });
+}
+
+/// Stops a private Redis under a store, checks every operation fails within the
+/// timeout, starts it again on the same port and checks the same store recovers.
+#[test]
+fn operations_fail_fast_during_an_outage_and_recover_after_it() {
+    block_on(async {
+        let mut server = PrivateRedis::start().unwrap();
+        let timeout = Duration::from_millis(500);
+        let store = RedisStore::builder(server.url())
+            .command_timeout(timeout)
+            .build()
+            .unwrap();
+        let id = SessionToken::generate().unwrap().id();
+        let rec = record(Duration::from_secs(60));
+        store.create(&id, &rec).await.unwrap();
+        assert!(store.load(&id).await.unwrap().is_some());
+
+        server.stop();
+        let mut worst = Duration::ZERO;
+        for _ in 0..3 {
+            let other = SessionToken::generate().unwrap().id();
+            let results = [
+                ("load", timed(store.load(&id)).await.map(|r| r.map(drop))),
+                ("create", timed(store.create(&other, &rec)).await),
+                (
+                    "save",
+                    timed(store.save(&id, &rec, 1)).await.map(|r| r.map(drop)),
+                ),
+                (
+                    "touch",
+                    timed(store.touch(&id, rec.deadlines))
+                        .await
+                        .map(|r| r.map(drop)),
+                ),
+                ("delete", timed(store.delete(&other)).await),
+                (
+                    "list_by_owner",
+                    timed(store.list_by_owner("ann")).await.map(|r| r.map(drop)),
+                ),
+            ];
+            for (name, (elapsed, result)) in results.into_iter().map(|(n, r)| (n, r.into_parts())) {
+                let err = result.expect_err(name);
+                assert!(
+                    matches!(err, StoreError::Backend { .. } | StoreError::Timeout { .. }),
+                    "{name}: {err:?}"
+                );
+                assert!(
+                    elapsed <= timeout + Duration::from_millis(250),
+                    "{name} took {elapsed:?} during the outage"
+                );
+                worst = worst.max(elapsed);
+            }
+        }
+        println!("outage: slowest failing operation took {worst:?} (timeout {timeout:?})");
+
+        server.restart().unwrap();
+        let restarted = Instant::now();
+        let recovered = loop {
+            // The private server kept nothing, so the session is gone: recovery
+            // means the same store answers again.
+            if store.load(&id).await.is_ok() {
+                break restarted.elapsed();
+            }
+            assert!(
+                restarted.elapsed() < Duration::from_secs(10),
+                "no recovery within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        println!("outage: recovered {recovered:?} after the restart");
+        store.create(&id, &rec).await.unwrap();
+        assert!(
+            store.load(&id).await.unwrap().is_some(),
+            "the store serves again without a restart"
+        );
+    });
+}
+
+/// A peer that accepts connections but never answers (a hung server, a black-holed
+/// network) yields `Timeout` within the configured bound, not a hang.
+#[test]
+fn a_server_that_never_answers_times_out() {
+    block_on(async {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("redis://{}", silent.local_addr().unwrap());
+        let timeout = Duration::from_millis(300);
+        let store = RedisStore::builder(url)
+            .command_timeout(timeout)
+            .build()
+            .unwrap();
+        let id = SessionToken::generate().unwrap().id();
+        let (elapsed, result) = timed(store.load(&id)).await.into_parts();
+        assert!(
+            matches!(result, Err(StoreError::Timeout { .. })),
+            "{result:?}"
+        );
+        assert!(
+            elapsed < timeout + Duration::from_millis(250),
+            "took {elapsed:?}"
+        );
+        drop(silent);
+    });
+}
