@@ -33,16 +33,32 @@ pub async fn store_from_env() -> Result<AnyStore, StartError> {
     store_from_spec(&spec).await
 }
 
-/// The store named by `spec`: `memory` (or `memory://`).
+/// The store named by `spec`: `memory`, or a `redis://` / `rediss://` URL.
+///
+/// A server store is checked with one round trip, so a wrong URL fails at
+/// start-up rather than on the first request.
 ///
 /// # Errors
 ///
-/// When `spec` names a store this build does not know.
+/// When `spec` names a store this build does not know, or its server does not answer.
 pub async fn store_from_spec(spec: &str) -> Result<AnyStore, StartError> {
     match spec.split_once("://").map_or(spec, |(scheme, _)| scheme) {
         "memory" | "" => Ok(AnyStore::new(latchkey::memory::MemoryStore::new())),
+        "redis" | "rediss" => {
+            let unreachable = |err: latchkey::StoreError| {
+                StartError(format!(
+                    "LATCHKEY_STORE: Redis at {spec} is not usable: {err} ({:?})",
+                    std::error::Error::source(&err)
+                ))
+            };
+            let store = latchkey::redis::RedisStore::builder(spec)
+                .build()
+                .map_err(unreachable)?;
+            store.ping().await.map_err(unreachable)?;
+            Ok(AnyStore::new(store))
+        }
         other => Err(StartError(format!(
-            "LATCHKEY_STORE={spec:?}: unknown store {other:?}; use `memory`"
+            "LATCHKEY_STORE={spec:?}: unknown store {other:?}; use `memory` or a redis:// URL"
         ))),
     }
 }

@@ -1,17 +1,50 @@
 //! The stores flows run against, and wrappers that observe or break them.
 
+// Test support: a missing server is reported by panicking, like an assertion.
+#![allow(clippy::panic)]
+
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use latchkey_testkit::servers::unique_name;
+
 use latchkey::{AnyStore, Deadlines, Record, SaveOutcome, SessionId, SessionStore, StoreError};
 
-/// Every backend this build can test, by name, each freshly isolated.
+/// Every backend, by name, each isolated from other tests: a fresh memory store,
+/// and the real Redis at `REDIS_URL` under a unique key prefix.
+///
+/// # Panics
+///
+/// When a server is not reachable, saying how to get one.
 pub async fn all_backends() -> Vec<(&'static str, AnyStore)> {
-    vec![(
-        "memory",
-        AnyStore::new(latchkey::memory::MemoryStore::new()),
-    )]
+    vec![
+        (
+            "memory",
+            AnyStore::new(latchkey::memory::MemoryStore::new()),
+        ),
+        ("redis", AnyStore::new(redis_store().await)),
+    ]
+}
+
+/// A Redis store on `REDIS_URL` (default `redis://127.0.0.1:6379`) under a
+/// unique prefix.
+///
+/// # Panics
+///
+/// When Redis does not answer.
+pub async fn redis_store() -> latchkey::redis::RedisStore {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let store = latchkey::redis::RedisStore::builder(&url)
+        .prefix(format!("{}:", unique_name("flows")))
+        .build()
+        .unwrap_or_else(|e| panic!("REDIS_URL={url} is not a Redis URL: {e}"));
+    if let Err(e) = store.ping().await {
+        panic!(
+            "Redis at {url} is not answering ({e}); start it or run scripts/test.sh, which does"
+        );
+    }
+    store
 }
 
 /// How often each operation reached the wrapped store.

@@ -32,7 +32,8 @@
 //!
 //! | feature | what it adds | default? |
 //! | --- | --- | --- |
-//! | `memory` | [`memory::MemoryStore`]: in-process, no server; sessions end with the process | yes |
+//! | `memory` | `memory::MemoryStore`: in-process, no server; sessions end with the process | yes |
+//! | `redis` | `redis::RedisStore`: one hash per session, Lua compare-and-set, native TTL | no |
 //!
 //! Every store implements [`SessionStore`] and passes the same conformance suite
 //! (`latchkey-testkit`), so switching is one line. [`AnyStore`] picks one at run
@@ -97,4 +98,10 @@ pub use latchkey_core::{
 #[cfg(feature = "memory")]
 pub mod memory {
     pub use latchkey_memory::*;
+}
+
+/// The Redis store (feature `redis`).
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use latchkey_redis::*;
 }
