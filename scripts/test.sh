@@ -66,6 +66,10 @@ ensure_postgres() {
   fi
 }
 
+step "build prerequisites"
+# The Redis store's TLS feature links OpenSSL.
+if ! pkg-config --exists openssl 2>/dev/null; then apt_install pkg-config libssl-dev; fi
+
 step "services"
 ensure_redis
 ensure_postgres
