@@ -32,7 +32,9 @@ async fn command_counts(conn: &mut redis::aio::MultiplexedConnection) -> BTreeMa
 
 /// Commands the store sends itself; the rest of `commandstats` counts commands
 /// run inside its scripts, which cost no round trip.
-const CLIENT_COMMANDS: [&str; 7] = ["evalsha", "eval", "hgetall", "del", "smembers", "srem", "script"];
+const CLIENT_COMMANDS: [&str; 7] = [
+    "evalsha", "eval", "hgetall", "del", "smembers", "srem", "script",
+];
 
 fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
     after

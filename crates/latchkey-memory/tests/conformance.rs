@@ -1,5 +1,7 @@
 //! The memory store passes the shared conformance suite.
 
+#![allow(clippy::unwrap_used)]
+
 async fn make_store() -> latchkey_memory::MemoryStore {
     latchkey_memory::MemoryStore::new()
 }

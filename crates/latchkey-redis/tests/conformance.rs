@@ -1,6 +1,8 @@
 //! The Redis store passes the shared conformance suite against the real Redis at
 //! `REDIS_URL` (default `redis://127.0.0.1:6379`), each case under its own prefix.
 
+#![allow(clippy::expect_used, clippy::panic)]
+
 use latchkey_redis::RedisStore;
 use latchkey_testkit::servers::{redis_url, unique_name};
 

@@ -9,6 +9,7 @@ use latchkey_core::{AnyStore, SessionStore};
 
 use crate::cookie::{CookieCodec, CookieKeys};
 use crate::middleware::SessionMiddleware;
+use crate::write_gate::WriteGate;
 
 /// How the session cookie's value is protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -48,6 +49,7 @@ pub(crate) struct Config {
     pub(crate) max_conflict_retries: u32,
     pub(crate) max_session_bytes: usize,
     pub(crate) max_keys: usize,
+    pub(crate) write_gate: WriteGate,
 }
 
 /// Configures a [`SessionMiddleware`]; made by [`SessionMiddleware::builder`].
@@ -322,6 +324,7 @@ impl SessionMiddlewareBuilder {
             max_conflict_retries: self.max_conflict_retries,
             max_session_bytes: self.max_session_bytes,
             max_keys: self.max_keys,
+            write_gate: WriteGate::new(),
         }))
     }
 }

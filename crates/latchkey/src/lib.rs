@@ -81,6 +81,7 @@ mod middleware;
 mod ops;
 mod persist;
 mod session;
+mod write_gate;
 
 pub use self::config::{
     ConfigError, CookieContentSecurity, CookieLifetime, SessionMiddlewareBuilder,
@@ -93,6 +94,18 @@ pub use latchkey_core::{
     AnyStore, Deadlines, Record, SaveOutcome, SessionData, SessionId, SessionStore, SessionToken,
     StoreError, Timestamp,
 };
+
+/// The guides of the `docs/` folder, here so that their examples are compiled
+/// and tested with the crate.
+pub mod guides {
+    #[doc = include_str!("../../../docs/guide.md")]
+    #[cfg(feature = "memory")]
+    pub mod guide {}
+
+    #[doc = include_str!("../../../docs/redis.md")]
+    #[cfg(feature = "redis")]
+    pub mod redis {}
+}
 
 /// The in-process store (feature `memory`, on by default).
 #[cfg(feature = "memory")]

@@ -88,6 +88,7 @@ pub(crate) async fn persist(
         });
     }
 
+    let _turn = config.write_gate.enter(id).await;
     let mut current = base;
     let (mut data, mut owner) = (state.data, state.owner);
     for attempt in 0..=config.max_conflict_retries {
