@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+
+mod cleanup;
+mod ident;
+mod migrate;
+mod sql;
+mod store;
+
+pub use self::cleanup::{CleanupHandle, NoRuntime};
+pub use self::ident::{Identifier, InvalidIdentifier};
+pub use self::migrate::{MIGRATIONS, Migration};
+pub use self::store::{
+    ConfigError, DEFAULT_CLEANUP_BATCH, DEFAULT_SCHEMA, DEFAULT_TABLE, DEFAULT_TIMEOUT,
+    PostgresStore, PostgresStoreBuilder,
+};
+
+/// The pool crate this store is built on, for building pools by hand.
+pub use deadpool_postgres;

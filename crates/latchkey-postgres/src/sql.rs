@@ -1,0 +1,71 @@
+//! The statements, rendered once per store for its schema and table.
+
+use crate::ident::Identifier;
+
+/// Every statement the store prepares.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    pub(crate) load: String,
+    pub(crate) create: String,
+    pub(crate) save: String,
+    pub(crate) touch: String,
+    pub(crate) delete: String,
+    pub(crate) list_by_owner: String,
+    pub(crate) delete_by_owner: String,
+    pub(crate) delete_expired_batch: String,
+}
+
+const COLUMNS: &str = "data, version, owner, created_at, idle_expires_at, absolute_expires_at";
+
+impl Statements {
+    pub(crate) fn new(schema: &Identifier, table: &Identifier) -> Self {
+        let t = format!("{}.{}", schema.quoted(), table.quoted());
+        Self {
+            // $1 id, $2 now
+            load: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1 AND expires_at > $2"),
+            // $1 id, $2 data, $3 owner, $4 created, $5 idle, $6 absolute, $7 now.
+            // An expired row under the id is replaced; a live one is a collision
+            // (no row returned).
+            create: format!(
+                "INSERT INTO {t} AS s (id, data, version, owner, created_at, idle_expires_at, absolute_expires_at) \
+                 VALUES ($1, $2, 1, $3, $4, $5, $6) \
+                 ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, version = 1, owner = EXCLUDED.owner, \
+                 created_at = EXCLUDED.created_at, idle_expires_at = EXCLUDED.idle_expires_at, \
+                 absolute_expires_at = EXCLUDED.absolute_expires_at \
+                 WHERE s.expires_at <= $7 \
+                 RETURNING 1"
+            ),
+            // $1 id, $2 expected version, $3 data, $4 owner, $5 idle, $6 absolute, $7 now.
+            // One round trip tells saved / conflict / missing apart: the outer
+            // query sees the row as it was before the UPDATE.
+            save: format!(
+                "WITH saved AS ( \
+                   UPDATE {t} SET data = $3, version = version + 1, owner = $4, \
+                   idle_expires_at = $5, absolute_expires_at = $6 \
+                   WHERE id = $1 AND version = $2 AND expires_at > $7 \
+                   RETURNING version) \
+                 SELECT (SELECT version FROM saved), \
+                        (SELECT version FROM {t} WHERE id = $1 AND expires_at > $7)"
+            ),
+            // $1 id, $2 idle, $3 absolute, $4 now
+            touch: format!(
+                "UPDATE {t} SET idle_expires_at = $2, absolute_expires_at = $3 WHERE id = $1 AND expires_at > $4"
+            ),
+            // $1 id
+            delete: format!("DELETE FROM {t} WHERE id = $1"),
+            // $1 owner, $2 now
+            list_by_owner: format!(
+                "SELECT id, {COLUMNS} FROM {t} WHERE owner = $1 AND expires_at > $2"
+            ),
+            // $1 owner, $2 now, $3 id to keep (or NULL)
+            delete_by_owner: format!(
+                "DELETE FROM {t} WHERE owner = $1 AND expires_at > $2 AND ($3::bytea IS NULL OR id <> $3)"
+            ),
+            // $1 now, $2 batch size. SKIP LOCKED lets several instances clean at once.
+            delete_expired_batch: format!(
+                "DELETE FROM {t} WHERE id IN ( \
+                   SELECT id FROM {t} WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            ),
+        }
+    }
+}

@@ -1,0 +1,624 @@
+//! `PostgresStore`: the session contract on PostgreSQL.
+
+use std::future::Future;
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use latchkey_core::{
+    Deadlines, Record, SaveOutcome, SessionData, SessionId, SessionStore, StoreError, Timestamp,
+};
+use tokio_postgres::types::Json;
+use tokio_postgres::{NoTls, Row};
+
+use crate::ident::{Identifier, InvalidIdentifier};
+use crate::migrate::{MIGRATIONS, bookkeeping, bookkeeping_table, lock_key, render};
+use crate::sql::Statements;
+
+const STORE: &str = "postgres";
+
+/// Default schema.
+pub const DEFAULT_SCHEMA: &str = "public";
+/// Default table.
+pub const DEFAULT_TABLE: &str = "latchkey_sessions";
+/// Default bound on one store operation, pool wait and retry included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default rows deleted per cleanup statement.
+pub const DEFAULT_CLEANUP_BATCH: i64 = 5_000;
+
+/// A [`SessionStore`] on PostgreSQL, over a `deadpool-postgres` pool.
+///
+/// Cloning is cheap; clones share the pool. Run [`PostgresStore::migrate`] once
+/// at start-up.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use latchkey_postgres::PostgresStore;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = PostgresStore::builder("postgres://app@127.0.0.1:5432/app")
+///     .schema("sessions")?
+///     .pool_size(16)
+///     .timeout(Duration::from_secs(1))
+///     .build()?;
+/// store.migrate().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    schema: Identifier,
+    table: Identifier,
+    timeout: Duration,
+    cleanup_batch: i64,
+    sql: Statements,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.shared.schema.as_str())
+            .field("table", &self.shared.table.as_str())
+            .field("timeout", &self.shared.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`PostgresStore`] on a URL.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct PostgresStoreBuilder {
+    url: String,
+    schema: Identifier,
+    table: Identifier,
+    pool_size: usize,
+    timeout: Duration,
+    connect_timeout: Option<Duration>,
+    statement_timeout: Option<Duration>,
+    application_name: String,
+    cleanup_batch: i64,
+}
+
+/// Why a store could not be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A schema or table name that is not a plain identifier.
+    Identifier(InvalidIdentifier),
+    /// The URL is not a PostgreSQL connection string.
+    Url(String),
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::Identifier(err) => err.fmt(f),
+            ConfigError::Url(err) => write!(f, "not a PostgreSQL URL: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl PostgresStoreBuilder {
+    /// The schema of the sessions table. Default: `public`.
+    ///
+    /// # Errors
+    ///
+    /// When `schema` is not a plain identifier; see [`Identifier`].
+    pub fn schema(mut self, schema: &str) -> Result<Self, ConfigError> {
+        self.schema = Identifier::new(schema).map_err(ConfigError::Identifier)?;
+        Ok(self)
+    }
+
+    /// The sessions table. Default: `latchkey_sessions`.
+    ///
+    /// # Errors
+    ///
+    /// When `table` is not a plain identifier; see [`Identifier`].
+    pub fn table(mut self, table: &str) -> Result<Self, ConfigError> {
+        self.table = Identifier::new(table).map_err(ConfigError::Identifier)?;
+        Ok(self)
+    }
+
+    /// The most connections the pool opens. Default: 16, enough to keep a few
+    /// workers' concurrent requests off each other's backs without tying up many
+    /// server processes.
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// The most one store operation may take, waiting for a connection and a
+    /// retry on a broken one included. Default: 2 seconds.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The most opening one connection may take. Default: the operation timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// The server-side `statement_timeout` of the store's connections, so the
+    /// server also gives up on a statement the client stopped waiting for.
+    /// Default: the operation timeout.
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = Some(timeout);
+        self
+    }
+
+    /// The `application_name` the connections report in `pg_stat_activity`.
+    /// Default: `latchkey`.
+    pub fn application_name(mut self, name: impl Into<String>) -> Self {
+        self.application_name = name.into();
+        self
+    }
+
+    /// Rows deleted per statement by [`delete_expired`](SessionStore::delete_expired).
+    /// Default: 5,000, which keeps each statement's locks short on a busy table.
+    pub fn cleanup_batch(mut self, rows: i64) -> Self {
+        self.cleanup_batch = rows.max(1);
+        self
+    }
+
+    /// Builds the store and its pool without connecting; connections open on
+    /// first use.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Url`] when the URL does not parse.
+    pub fn build(self) -> Result<PostgresStore, ConfigError> {
+        let mut config = tokio_postgres::Config::from_str(&self.url)
+            .map_err(|e| ConfigError::Url(e.to_string()))?;
+        config.connect_timeout(self.connect_timeout.unwrap_or(self.timeout));
+        config.application_name(&self.application_name);
+        let statement_timeout = self.statement_timeout.unwrap_or(self.timeout);
+        config.options(format!(
+            "-c statement_timeout={}",
+            statement_timeout.as_millis()
+        ));
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(self.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(self.timeout))
+            .create_timeout(Some(self.connect_timeout.unwrap_or(self.timeout)))
+            .recycle_timeout(Some(self.timeout))
+            .build()
+            .map_err(|e| ConfigError::Url(e.to_string()))?;
+        Ok(PostgresStore::new(
+            pool,
+            self.schema,
+            self.table,
+            self.timeout,
+            self.cleanup_batch,
+        ))
+    }
+}
+
+/// Why one attempt at an operation failed.
+enum Failure {
+    Pool(PoolError),
+    Db(tokio_postgres::Error),
+    Store(StoreError),
+}
+
+impl From<PoolError> for Failure {
+    fn from(err: PoolError) -> Self {
+        Failure::Pool(err)
+    }
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(err: tokio_postgres::Error) -> Self {
+        Failure::Db(err)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(err: StoreError) -> Self {
+        Failure::Store(err)
+    }
+}
+
+impl Failure {
+    /// The connection was found dead before the statement ran (the server
+    /// restarted, or an administrator terminated the backend): safe to retry on
+    /// a fresh connection, even for writes.
+    fn connection_was_closed(&self) -> bool {
+        matches!(self, Failure::Db(err) if err.is_closed())
+    }
+
+    fn into_store_error(self) -> StoreError {
+        match self {
+            Failure::Pool(PoolError::Timeout(_)) => StoreError::Timeout {
+                store: STORE,
+                after: Duration::ZERO,
+            },
+            Failure::Pool(err) => StoreError::backend(STORE, err),
+            Failure::Db(err) => StoreError::backend(STORE, err),
+            Failure::Store(err) => err,
+        }
+    }
+}
+
+fn system_time(at: Timestamp) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(at.as_millis())
+}
+
+fn timestamp(at: SystemTime) -> Timestamp {
+    let millis = at
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    Timestamp::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
+}
+
+fn version_param(version: u64) -> Result<i64, StoreError> {
+    i64::try_from(version)
+        .map_err(|_| StoreError::encode(format!("version {version} exceeds bigint")))
+}
+
+/// Reads a record from the columns `data, version, owner, created_at,
+/// idle_expires_at, absolute_expires_at` starting at `offset`.
+fn decode(row: &Row, offset: usize) -> Result<Record, StoreError> {
+    let get_err = StoreError::corrupt;
+    let Json(data): Json<SessionData> = row.try_get(offset).map_err(get_err)?;
+    let version: i64 = row.try_get(offset + 1).map_err(get_err)?;
+    Ok(Record {
+        data,
+        version: u64::try_from(version).map_err(|e| StoreError::corrupt(e))?,
+        owner: row.try_get(offset + 2).map_err(get_err)?,
+        created_at: timestamp(row.try_get(offset + 3).map_err(get_err)?),
+        deadlines: Deadlines {
+            idle: timestamp(row.try_get(offset + 4).map_err(get_err)?),
+            absolute: timestamp(row.try_get(offset + 5).map_err(get_err)?),
+        },
+    })
+}
+
+impl PostgresStore {
+    /// Configures a store on a `postgres://` URL.
+    pub fn builder(url: impl Into<String>) -> PostgresStoreBuilder {
+        PostgresStoreBuilder {
+            url: url.into(),
+            schema: Identifier::default_schema(),
+            table: Identifier::default_table(),
+            pool_size: 16,
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: None,
+            statement_timeout: None,
+            application_name: "latchkey".to_owned(),
+            cleanup_batch: DEFAULT_CLEANUP_BATCH,
+        }
+    }
+
+    /// A store on an existing pool (for TLS, custom connectors or a pool the
+    /// application shares), on `schema`.`table`.
+    ///
+    /// # Errors
+    ///
+    /// When `schema` or `table` is not a plain identifier.
+    pub fn from_pool(pool: Pool, schema: &str, table: &str) -> Result<Self, ConfigError> {
+        let schema = Identifier::new(schema).map_err(ConfigError::Identifier)?;
+        let table = Identifier::new(table).map_err(ConfigError::Identifier)?;
+        Ok(Self::new(
+            pool,
+            schema,
+            table,
+            DEFAULT_TIMEOUT,
+            DEFAULT_CLEANUP_BATCH,
+        ))
+    }
+
+    fn new(
+        pool: Pool,
+        schema: Identifier,
+        table: Identifier,
+        timeout: Duration,
+        cleanup_batch: i64,
+    ) -> Self {
+        let sql = Statements::new(&schema, &table);
+        Self {
+            pool,
+            shared: Arc::new(Shared {
+                schema,
+                table,
+                timeout,
+                cleanup_batch,
+                sql,
+            }),
+        }
+    }
+
+    /// The pool, e.g. for health checks or metrics.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The schema of the sessions table.
+    pub fn schema(&self) -> &str {
+        self.shared.schema.as_str()
+    }
+
+    /// The sessions table.
+    pub fn table(&self) -> &str {
+        self.shared.table.as_str()
+    }
+
+    /// Creates the schema and table, or brings them up to date.
+    ///
+    /// Idempotent, and safe when several application instances start at once:
+    /// migrations run in one transaction under an advisory lock, and each
+    /// applied migration is recorded in `<table>_migrations`.
+    ///
+    /// # Errors
+    ///
+    /// When the server is unreachable or refuses a statement (e.g. the role
+    /// may not create the schema).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let (schema, table) = (&self.shared.schema, &self.shared.table);
+        let attempt = async {
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1)",
+                &[&lock_key(schema, table)],
+            )
+            .await?;
+            tx.batch_execute(&bookkeeping(schema, table)).await?;
+            let applied: Vec<i32> = tx
+                .query(
+                    &format!("SELECT version FROM {}", bookkeeping_table(schema, table)),
+                    &[],
+                )
+                .await?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+                tx.batch_execute(&render(migration, schema, table)).await?;
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {} (version, name) VALUES ($1, $2)",
+                        bookkeeping_table(schema, table)
+                    ),
+                    &[&migration.version, &migration.name],
+                )
+                .await?;
+                tracing::info!(
+                    migration = migration.name,
+                    "applied session-store migration"
+                );
+            }
+            tx.commit().await?;
+            Ok::<_, Failure>(())
+        };
+        // Migrations may wait on another instance's lock: allow more than one
+        // operation's time.
+        match tokio::time::timeout(self.shared.timeout * 10, attempt).await {
+            Ok(result) => result.map_err(Failure::into_store_error),
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    fn timed_out(&self) -> StoreError {
+        StoreError::Timeout {
+            store: STORE,
+            after: self.shared.timeout,
+        }
+    }
+
+    /// Runs `attempt` on a pooled connection within the timeout, once more on a
+    /// fresh connection if the first one turned out to be closed.
+    async fn run<T, F, Fut>(&self, attempt: F) -> Result<T, StoreError>
+    where
+        F: Fn(Object) -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let work = async {
+            let first = attempt(self.pool.get().await?).await;
+            match first {
+                Err(failure) if failure.connection_was_closed() => {
+                    tracing::debug!("postgres connection was closed; retrying on a fresh one");
+                    attempt(self.pool.get().await?).await
+                }
+                other => other,
+            }
+        };
+        match tokio::time::timeout(self.shared.timeout, work).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(Failure::Pool(PoolError::Timeout(_)))) | Err(_) => Err(self.timed_out()),
+            Ok(Err(failure)) => Err(failure.into_store_error()),
+        }
+    }
+
+    /// Deletes expired rows in batches until none are left, returning how many went.
+    async fn delete_expired_in_batches(&self) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let now = system_time(Timestamp::now());
+            let batch = self.shared.cleanup_batch;
+            let deleted = self
+                .run(|client| async move {
+                    let stmt = client
+                        .prepare_cached(&self.shared.sql.delete_expired_batch)
+                        .await?;
+                    Ok(client.execute(&stmt, &[&now, &batch]).await?)
+                })
+                .await?;
+            total += deleted;
+            if deleted < u64::try_from(batch).unwrap_or(u64::MAX) {
+                return Ok(total);
+            }
+            // Let other work at the table between batches.
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+impl SessionStore for PostgresStore {
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
+        let key = id.as_bytes().as_slice();
+        let now = system_time(Timestamp::now());
+        let row = self
+            .run(|client| async move {
+                let stmt = client.prepare_cached(&self.shared.sql.load).await?;
+                Ok(client.query_opt(&stmt, &[&key, &now]).await?)
+            })
+            .await?;
+        row.map(|row| decode(&row, 0)).transpose()
+    }
+
+    async fn create(&self, id: &SessionId, record: &Record) -> Result<(), StoreError> {
+        let key = id.as_bytes().as_slice();
+        let data = &Json(&record.data);
+        let (created, idle, absolute) = (
+            system_time(record.created_at),
+            system_time(record.deadlines.idle),
+            system_time(record.deadlines.absolute),
+        );
+        let now = system_time(Timestamp::now());
+        let owner = record.owner.as_deref();
+        let inserted = self
+            .run(|client| async move {
+                let stmt = client.prepare_cached(&self.shared.sql.create).await?;
+                Ok(client
+                    .query_opt(
+                        &stmt,
+                        &[&key, data, &owner, &created, &idle, &absolute, &now],
+                    )
+                    .await?
+                    .is_some())
+            })
+            .await?;
+        if inserted {
+            Ok(())
+        } else {
+            Err(StoreError::IdCollision)
+        }
+    }
+
+    async fn save(
+        &self,
+        id: &SessionId,
+        record: &Record,
+        expected_version: u64,
+    ) -> Result<SaveOutcome, StoreError> {
+        let key = id.as_bytes().as_slice();
+        let expected = version_param(expected_version)?;
+        let data = &Json(&record.data);
+        let owner = record.owner.as_deref();
+        let (idle, absolute) = (
+            system_time(record.deadlines.idle),
+            system_time(record.deadlines.absolute),
+        );
+        let now = system_time(Timestamp::now());
+        let row = self
+            .run(|client| async move {
+                let stmt = client.prepare_cached(&self.shared.sql.save).await?;
+                Ok(client
+                    .query_one(
+                        &stmt,
+                        &[&key, &expected, data, &owner, &idle, &absolute, &now],
+                    )
+                    .await?)
+            })
+            .await?;
+        let saved: Option<i64> = row.try_get(0).map_err(StoreError::corrupt)?;
+        let current: Option<i64> = row.try_get(1).map_err(StoreError::corrupt)?;
+        Ok(match (saved, current) {
+            (Some(version), _) => {
+                SaveOutcome::Saved(u64::try_from(version).map_err(StoreError::corrupt)?)
+            }
+            (None, Some(_)) => SaveOutcome::Conflict,
+            (None, None) => SaveOutcome::Missing,
+        })
+    }
+
+    async fn touch(&self, id: &SessionId, deadlines: Deadlines) -> Result<bool, StoreError> {
+        let key = id.as_bytes().as_slice();
+        let (idle, absolute) = (system_time(deadlines.idle), system_time(deadlines.absolute));
+        let now = system_time(Timestamp::now());
+        let updated = self
+            .run(|client| async move {
+                let stmt = client.prepare_cached(&self.shared.sql.touch).await?;
+                Ok(client
+                    .execute(&stmt, &[&key, &idle, &absolute, &now])
+                    .await?)
+            })
+            .await?;
+        Ok(updated == 1)
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        let key = id.as_bytes().as_slice();
+        self.run(|client| async move {
+            let stmt = client.prepare_cached(&self.shared.sql.delete).await?;
+            client.execute(&stmt, &[&key]).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, StoreError> {
+        let now = system_time(Timestamp::now());
+        let rows = self
+            .run(|client| async move {
+                let stmt = client
+                    .prepare_cached(&self.shared.sql.list_by_owner)
+                    .await?;
+                Ok(client.query(&stmt, &[&owner, &now]).await?)
+            })
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: &[u8] = row.try_get(0).map_err(StoreError::corrupt)?;
+                let id: [u8; 32] = id
+                    .try_into()
+                    .map_err(|_| StoreError::corrupt("session id is not 32 bytes"))?;
+                Ok((SessionId::from_bytes(id), decode(row, 1)?))
+            })
+            .collect()
+    }
+
+    async fn delete_by_owner(
+        &self,
+        owner: &str,
+        keep: Option<&SessionId>,
+    ) -> Result<u64, StoreError> {
+        let now = system_time(Timestamp::now());
+        let keep = keep.map(|id| id.as_bytes().as_slice());
+        self.run(|client| async move {
+            let stmt = client
+                .prepare_cached(&self.shared.sql.delete_by_owner)
+                .await?;
+            Ok(client.execute(&stmt, &[&owner, &now, &keep]).await?)
+        })
+        .await
+    }
+
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        self.delete_expired_in_batches().await
+    }
+}

@@ -1,0 +1,273 @@
+//! Behaviour specific to PostgreSQL: migrations, hashing at rest, batched
+//! cleanup, broken connections and unreachable servers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use latchkey_core::{Deadlines, Record, SessionStore, SessionToken, StoreError, Timestamp};
+use latchkey_postgres::PostgresStore;
+use latchkey_testkit::block_on;
+use latchkey_testkit::servers::{database_url, unique_name};
+use tokio_postgres::NoTls;
+
+fn record(ttl: Duration) -> Record {
+    let now = Timestamp::now();
+    let mut record = Record::new(now, Deadlines::starting_at(now, ttl, ttl));
+    record.data.insert("n".into(), 1.into());
+    record
+}
+
+async fn admin() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&database_url(), NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+fn store_in(schema: &str) -> PostgresStore {
+    PostgresStore::builder(database_url())
+        .schema(schema)
+        .unwrap()
+        .pool_size(4)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn migrate_is_idempotent_and_safe_when_instances_start_together() {
+    block_on(async {
+        let schema = unique_name("migrate");
+        let stores: Vec<_> = (0..4).map(|_| store_in(&schema)).collect();
+        let results = futures_util::future::join_all(stores.iter().map(|s| s.migrate())).await;
+        for result in results {
+            result.unwrap();
+        }
+        stores[0].migrate().await.unwrap();
+        let client = admin().await;
+        let applied: i64 = client
+            .query_one(
+                &format!("SELECT count(*) FROM \"{schema}\".\"latchkey_sessions_migrations\""),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            applied,
+            latchkey_postgres::MIGRATIONS.len() as i64,
+            "each migration recorded once"
+        );
+        let indexes: Vec<String> = client
+            .query(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = $1 ORDER BY 1",
+                &[&schema],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(
+            indexes,
+            [
+                "latchkey_sessions_expires_at_idx",
+                "latchkey_sessions_migrations_pkey",
+                "latchkey_sessions_owner_idx",
+                "latchkey_sessions_pkey"
+            ]
+        );
+    });
+}
+
+#[test]
+fn rows_are_keyed_by_the_token_hash_with_typed_jsonb() {
+    block_on(async {
+        let schema = unique_name("layout");
+        let store = store_in(&schema);
+        store.migrate().await.unwrap();
+        let token = SessionToken::generate().unwrap();
+        store
+            .create(&token.id(), &record(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        let row = admin()
+            .await
+            .query_one(&format!("SELECT id, data->'n', jsonb_typeof(data->'n') FROM \"{schema}\".latchkey_sessions"), &[])
+            .await
+            .unwrap();
+        let id: Vec<u8> = row.get(0);
+        assert_eq!(
+            id,
+            token.id().as_bytes().to_vec(),
+            "the primary key is the SHA-256 of the token"
+        );
+        assert_ne!(id, token.encode().into_bytes());
+        let kind: String = row.get(2);
+        assert_eq!(kind, "number", "values are typed JSON, not strings");
+    });
+}
+
+#[test]
+fn invalid_names_never_reach_sql() {
+    for bad in ["public; DROP TABLE x", "Sessions", "a\"b", ""] {
+        assert!(
+            PostgresStore::builder(database_url()).schema(bad).is_err(),
+            "{bad:?}"
+        );
+        assert!(
+            PostgresStore::builder(database_url()).table(bad).is_err(),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn cleanup_deletes_expired_rows_in_batches_and_keeps_live_ones() {
+    block_on(async {
+        let schema = unique_name("cleanup");
+        let store = PostgresStore::builder(database_url())
+            .schema(&schema)
+            .unwrap()
+            .cleanup_batch(7)
+            .build()
+            .unwrap();
+        store.migrate().await.unwrap();
+        for _ in 0..25 {
+            store
+                .create(
+                    &SessionToken::generate().unwrap().id(),
+                    &record(Duration::from_millis(200)),
+                )
+                .await
+                .unwrap();
+        }
+        let live = SessionToken::generate().unwrap().id();
+        store
+            .create(&live, &record(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            store.delete_expired().await.unwrap(),
+            25,
+            "all expired rows, over several batches of 7"
+        );
+        assert_eq!(store.delete_expired().await.unwrap(), 0);
+        assert!(store.load(&live).await.unwrap().is_some());
+    });
+}
+
+#[test]
+fn the_cleanup_task_runs_until_stopped() {
+    block_on(async {
+        let schema = unique_name("cleanup_task");
+        let store = store_in(&schema);
+        store.migrate().await.unwrap();
+        store
+            .create(
+                &SessionToken::generate().unwrap().id(),
+                &record(Duration::from_millis(100)),
+            )
+            .await
+            .unwrap();
+        let handle = store.spawn_cleanup(Duration::from_millis(100)).unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let remaining: i64 = admin()
+            .await
+            .query_one(
+                &format!("SELECT count(*) FROM \"{schema}\".latchkey_sessions"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(remaining, 0, "the task deleted the expired row");
+        handle.stop();
+    });
+}
+
+/// Terminates every connection of the store's pool with `pg_terminate_backend`;
+/// the next operations succeed on fresh connections.
+#[test]
+fn terminated_connections_are_replaced_and_the_next_request_succeeds() {
+    block_on(async {
+        let schema = unique_name("terminate");
+        let application = unique_name("latchkey_terminate");
+        let store = PostgresStore::builder(database_url())
+            .schema(&schema)
+            .unwrap()
+            .application_name(&application)
+            .pool_size(4)
+            .build()
+            .unwrap();
+        store.migrate().await.unwrap();
+        let id = SessionToken::generate().unwrap().id();
+        store
+            .create(&id, &record(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        // Open several pooled connections.
+        futures_util::future::join_all((0..4).map(|_| store.load(&id))).await;
+
+        let admin = admin().await;
+        let terminated: i64 = admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+                &[&application],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(terminated >= 1, "the store had connections to terminate");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        for _ in 0..8 {
+            let loaded = store
+                .load(&id)
+                .await
+                .expect("the next request succeeds on a fresh connection");
+            assert!(loaded.is_some());
+        }
+        let mut rec = store.load(&id).await.unwrap().unwrap();
+        rec.data.insert("after".into(), true.into());
+        assert!(matches!(
+            store.save(&id, &rec, rec.version).await.unwrap(),
+            latchkey_core::SaveOutcome::Saved(_)
+        ));
+    });
+}
+
+#[test]
+fn an_unreachable_server_is_an_error_within_the_timeout() {
+    block_on(async {
+        let closed_port = latchkey_testkit::servers::free_port().unwrap();
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent_port = silent.local_addr().unwrap().port();
+        let timeout = Duration::from_millis(500);
+        for (what, port) in [("refusing", closed_port), ("silent", silent_port)] {
+            let store =
+                PostgresStore::builder(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+                    .timeout(timeout)
+                    .build()
+                    .unwrap();
+            let started = Instant::now();
+            let err = store
+                .load(&SessionToken::generate().unwrap().id())
+                .await
+                .unwrap_err();
+            let elapsed = started.elapsed();
+            assert!(
+                matches!(err, StoreError::Backend { .. } | StoreError::Timeout { .. }),
+                "{what}: {err:?}"
+            );
+            assert!(
+                elapsed < timeout + Duration::from_millis(300),
+                "{what}: took {elapsed:?}"
+            );
+            println!("unreachable ({what}): {err} after {elapsed:?}");
+        }
+        drop(silent);
+    });
+}
