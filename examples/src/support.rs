@@ -33,7 +33,8 @@ pub async fn store_from_env() -> Result<AnyStore, StartError> {
     store_from_spec(&spec).await
 }
 
-/// The store named by `spec`: `memory`, or a `redis://` / `rediss://` URL.
+/// The store named by `spec`: `memory`, a `redis://` / `rediss://` URL, or a
+/// `postgres://` URL (its migrations are applied).
 ///
 /// A server store is checked with one round trip, so a wrong URL fails at
 /// start-up rather than on the first request.
@@ -57,8 +58,25 @@ pub async fn store_from_spec(spec: &str) -> Result<AnyStore, StartError> {
             store.ping().await.map_err(unreachable)?;
             Ok(AnyStore::new(store))
         }
+        "postgres" | "postgresql" => {
+            let unusable = |err: &dyn std::fmt::Display| {
+                StartError(format!(
+                    "LATCHKEY_STORE: PostgreSQL at {spec} is not usable: {err}"
+                ))
+            };
+            let store = latchkey::postgres::PostgresStore::builder(spec)
+                .build()
+                .map_err(|e| unusable(&e))?;
+            store.migrate().await.map_err(|e| {
+                let detail = std::error::Error::source(&e)
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                unusable(&format!("{e}: {detail}"))
+            })?;
+            Ok(AnyStore::new(store))
+        }
         other => Err(StartError(format!(
-            "LATCHKEY_STORE={spec:?}: unknown store {other:?}; use `memory` or a redis:// URL"
+            "LATCHKEY_STORE={spec:?}: unknown store {other:?}; use `memory`, a redis:// or a postgres:// URL"
         ))),
     }
 }

@@ -12,7 +12,8 @@ use latchkey_testkit::servers::unique_name;
 use latchkey::{AnyStore, Deadlines, Record, SaveOutcome, SessionId, SessionStore, StoreError};
 
 /// Every backend, by name, each isolated from other tests: a fresh memory store,
-/// and the real Redis at `REDIS_URL` under a unique key prefix.
+/// the real Redis at `REDIS_URL` under a unique key prefix, and the real
+/// PostgreSQL at `DATABASE_URL` in a schema of its own.
 ///
 /// # Panics
 ///
@@ -24,7 +25,29 @@ pub async fn all_backends() -> Vec<(&'static str, AnyStore)> {
             AnyStore::new(latchkey::memory::MemoryStore::new()),
         ),
         ("redis", AnyStore::new(redis_store().await)),
+        ("postgres", AnyStore::new(postgres_store().await)),
     ]
+}
+
+/// A PostgreSQL store on `DATABASE_URL` (default
+/// `postgres://postgres@127.0.0.1:5432/postgres`) in a schema of its own.
+///
+/// # Panics
+///
+/// When PostgreSQL is not usable.
+pub async fn postgres_store() -> latchkey::postgres::PostgresStore {
+    let url = latchkey_testkit::servers::database_url();
+    let store = latchkey::postgres::PostgresStore::builder(&url)
+        .schema(&unique_name("flows"))
+        .and_then(|b| b.pool_size(4).build())
+        .unwrap_or_else(|e| panic!("DATABASE_URL={url}: {e}"));
+    if let Err(e) = store.migrate().await {
+        panic!(
+            "PostgreSQL at {url} is not usable ({e}: {:?}); start it or run scripts/test.sh, which does",
+            std::error::Error::source(&e)
+        );
+    }
+    store
 }
 
 /// A Redis store on `REDIS_URL` (default `redis://127.0.0.1:6379`) under a

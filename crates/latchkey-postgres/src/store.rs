@@ -287,7 +287,7 @@ fn decode(row: &Row, offset: usize) -> Result<Record, StoreError> {
     let version: i64 = row.try_get(offset + 1).map_err(get_err)?;
     Ok(Record {
         data,
-        version: u64::try_from(version).map_err(|e| StoreError::corrupt(e))?,
+        version: u64::try_from(version).map_err(StoreError::corrupt)?,
         owner: row.try_get(offset + 2).map_err(get_err)?,
         created_at: timestamp(row.try_get(offset + 3).map_err(get_err)?),
         deadlines: Deadlines {

@@ -34,6 +34,7 @@
 //! | --- | --- | --- |
 //! | `memory` | `memory::MemoryStore`: in-process, no server; sessions end with the process | yes |
 //! | `redis` | `redis::RedisStore`: one hash per session, Lua compare-and-set, native TTL | no |
+//! | `postgres` | `postgres::PostgresStore`: one row per session, `jsonb` data, compare-and-set `UPDATE` | no |
 //!
 //! Every store implements [`SessionStore`] and passes the same conformance suite
 //! (`latchkey-testkit`), so switching is one line. [`AnyStore`] picks one at run
@@ -105,6 +106,10 @@ pub mod guides {
     #[doc = include_str!("../../../docs/redis.md")]
     #[cfg(feature = "redis")]
     pub mod redis {}
+
+    #[doc = include_str!("../../../docs/postgres.md")]
+    #[cfg(feature = "postgres")]
+    pub mod postgres {}
 }
 
 /// The in-process store (feature `memory`, on by default).
@@ -117,4 +122,10 @@ pub mod memory {
 #[cfg(feature = "redis")]
 pub mod redis {
     pub use latchkey_redis::*;
+}
+
+/// The PostgreSQL store (feature `postgres`).
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    pub use latchkey_postgres::*;
 }
