@@ -6,6 +6,9 @@
 //! | binary | what it shows |
 //! | --- | --- |
 //! | `counter` | the seed flow: count a visitor's requests |
+//! | `login` | log in with a form (renewing the session id), greet, log out |
+//! | `user` | the classic tutorial's routes: set a name, show it, log out |
+//! | `devices` | log in from several clients, list them, log out the others |
 //!
 //! Every binary reads:
 //!
@@ -15,6 +18,7 @@
 //! | `LATCHKEY_STORE` | which store: `memory`, a `redis://host:port` or a `postgres://user@host/db` URL | `memory` |
 //! | `LATCHKEY_KEY` | cookie key, at least 64 bytes of secret text | a fresh random key, with a warning |
 //! | `LATCHKEY_SECURE_COOKIE` | `1` to mark the cookie `Secure` (behind TLS) | off, see below |
+//! | `LATCHKEY_IDLE_SECS` (or `--idle SECONDS`) | idle timeout | 24 h; 260 s for `login` and `devices` |
 //! | `RUST_LOG` | log filter | `info` |
 //!
 //! The examples serve plain HTTP on 127.0.0.1, so they turn the cookie's
@@ -22,4 +26,8 @@
 //! never send the cookie back over `http://`. The library's default stays `Secure`.
 
 pub mod counter;
+pub mod devices;
+pub mod html;
+pub mod login;
 pub mod support;
+pub mod user;

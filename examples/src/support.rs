@@ -1,8 +1,10 @@
 //! What every example binary shares: store, key, port and logging from the environment.
 
 use std::fmt;
+use std::time::Duration;
 
 use actix_web::cookie::Key;
+use actix_web::{App, HttpServer, web};
 use latchkey::{AnyStore, SessionMiddleware, SessionMiddlewareBuilder, SessionStore};
 
 /// Why an example could not start.
@@ -124,6 +126,59 @@ pub fn port() -> Result<u16, StartError> {
 pub fn session_builder(store: impl SessionStore, key: Key) -> SessionMiddlewareBuilder {
     let secure = std::env::var("LATCHKEY_SECURE_COOKIE").is_ok_and(|v| v == "1");
     SessionMiddleware::builder(store, key).cookie_secure(secure)
+}
+
+/// The idle timeout: `--idle SECONDS` on the command line, else
+/// `LATCHKEY_IDLE_SECS`, else `default`.
+///
+/// # Errors
+///
+/// When the value given is not a whole number of seconds.
+pub fn idle_timeout(default: Duration) -> Result<Duration, StartError> {
+    let mut args = std::env::args().skip_while(|arg| arg != "--idle").skip(1);
+    let given = args
+        .next()
+        .or_else(|| std::env::var("LATCHKEY_IDLE_SECS").ok());
+    match given {
+        Some(text) => text.parse().map(Duration::from_secs).map_err(|_| {
+            StartError(format!(
+                "idle timeout {text:?} is not a whole number of seconds"
+            ))
+        }),
+        None => Ok(default),
+    }
+}
+
+/// Serves an example on 127.0.0.1:`PORT` with the store, key and idle timeout
+/// from the environment; `configure` adds the example's routes and data.
+///
+/// # Errors
+///
+/// When the configuration is unusable or the port cannot be bound.
+pub async fn serve<F>(name: &str, default_idle: Duration, configure: F) -> std::io::Result<()>
+where
+    F: Fn(&mut web::ServiceConfig, &AnyStore, Duration) + Clone + Send + 'static,
+{
+    init_tracing();
+    let store = store_from_env().await?;
+    let key = key_from_env()?;
+    let port = port()?;
+    let idle = idle_timeout(default_idle)?;
+    let sessions = session_builder(store.clone(), key)
+        .idle_timeout(idle)
+        .build()
+        .map_err(std::io::Error::other)?;
+    tracing::info!("{name} listening on http://127.0.0.1:{port}/ (idle timeout {idle:?})");
+    HttpServer::new(move || {
+        let configure = configure.clone();
+        let store = store.clone();
+        App::new()
+            .wrap(sessions.clone())
+            .configure(move |cfg| configure(cfg, &store, idle))
+    })
+    .bind(("127.0.0.1", port))?
+    .run()
+    .await
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).

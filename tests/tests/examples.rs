@@ -1,0 +1,302 @@
+//! The example flows over HTTP, the same test body on every store.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::cookie::{Cookie, Key};
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::{StatusCode, header};
+use actix_web::{App, test, web};
+use latchkey::{AnyStore, SessionMiddleware};
+use latchkey_examples::devices::{self, Devices};
+use latchkey_examples::{login, user};
+use latchkey_tests::stores::all_backends;
+
+/// A client that keeps the session cookie between requests, as a browser does.
+struct Client<'a, S> {
+    app: &'a S,
+    cookie: Option<Cookie<'static>>,
+}
+
+impl<'a, S, B> Client<'a, S>
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    fn new(app: &'a S) -> Self {
+        Self { app, cookie: None }
+    }
+
+    async fn send(&mut self, req: test::TestRequest) -> (StatusCode, Option<String>, String) {
+        let req = match &self.cookie {
+            Some(cookie) => req.cookie(cookie.clone()),
+            None => req,
+        };
+        let res = test::call_service(self.app, req.to_request()).await;
+        if let Some(cookie) = res.response().cookies().find(|c| c.name() == "id") {
+            self.cookie = (!cookie.value().is_empty()).then(|| cookie.into_owned());
+        }
+        let status = res.status();
+        let location = res
+            .headers()
+            .get(header::LOCATION)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
+        (status, location, body)
+    }
+
+    async fn get(&mut self, path: &str) -> (StatusCode, Option<String>, String) {
+        self.send(test::TestRequest::get().uri(path)).await
+    }
+
+    async fn post_form(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, Option<String>, String) {
+        self.send(test::TestRequest::post().uri(path).set_form(form))
+            .await
+    }
+
+    async fn post(&mut self, path: &str) -> (StatusCode, Option<String>, String) {
+        self.send(test::TestRequest::post().uri(path)).await
+    }
+}
+
+fn middleware(store: AnyStore, idle: Duration) -> SessionMiddleware {
+    SessionMiddleware::builder(store, Key::generate())
+        .cookie_secure(false)
+        .idle_timeout(idle)
+        .build()
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn login_renews_greets_escapes_and_logs_out() {
+    for (backend, store) in all_backends().await {
+        let app = test::init_service(
+            App::new()
+                .wrap(middleware(store, login::DEFAULT_IDLE))
+                .configure(login::routes),
+        )
+        .await;
+        let mut browser = Client::new(&app);
+
+        let (status, _, body) = browser.get("/").await;
+        assert_eq!(status, StatusCode::OK, "{backend}");
+        assert!(
+            body.contains(r#"<form method="post" action="/login">"#),
+            "{backend}: login form"
+        );
+        assert!(body.contains(r#"name="email""#) && body.contains(r#"name="password""#));
+        assert!(!body.contains("<script"), "no scripts on the page");
+
+        let (status, _, body) = browser.get("/admin").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("Please login first."), "{backend}");
+        assert!(body.contains(r#"<a href="/">"#));
+
+        let email = "<b>ann</b>@example.com";
+        let (status, location, _) = browser
+            .post_form("/login", &[("email", email), ("password", "pw")])
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{backend}");
+        assert_eq!(location.as_deref(), Some("/admin"));
+        assert!(browser.cookie.is_some(), "{backend}: logged in");
+        assert_ne!(
+            browser.cookie, before_login,
+            "{backend}: the session id is renewed on login"
+        );
+
+        let (_, _, body) = browser.get("/admin").await;
+        assert!(
+            body.contains("Hello &lt;b&gt;ann&lt;/b&gt;@example.com"),
+            "{backend}: escaped greeting: {body}"
+        );
+        assert!(
+            !body.contains("<b>ann"),
+            "{backend}: nothing echoed unescaped"
+        );
+        assert!(
+            body.contains(r#"action="/logout""#),
+            "{backend}: a logout button"
+        );
+
+        let (status, location, _) = browser.get("/").await;
+        assert_eq!(
+            (status, location.as_deref()),
+            (StatusCode::SEE_OTHER, Some("/admin")),
+            "{backend}"
+        );
+
+        let logged_in = browser.cookie.clone().unwrap();
+        // GET /logout only shows the button: a cross-site link logs no one out.
+        let (_, _, body) = browser.get("/logout").await;
+        assert!(
+            body.contains(r#"<form method="post" action="/logout">"#),
+            "{backend}"
+        );
+        assert!(
+            browser.get("/admin").await.2.contains("Hello"),
+            "{backend}: still logged in"
+        );
+
+        let (status, location, _) = browser.post("/logout").await;
+        assert_eq!(
+            (status, location.as_deref()),
+            (StatusCode::SEE_OTHER, Some("/")),
+            "{backend}"
+        );
+        assert!(browser.cookie.is_none(), "{backend}: the cookie is expired");
+        assert!(
+            browser
+                .get("/admin")
+                .await
+                .2
+                .contains("Please login first."),
+            "{backend}"
+        );
+
+        // The old cookie is worthless after logout: the state is gone server-side.
+        let mut replay = Client::new(&app);
+        replay.cookie = Some(logged_in);
+        assert!(
+            replay.get("/admin").await.2.contains("Please login first."),
+            "{backend}"
+        );
+
+        let (status, _, _) = browser
+            .post_form("/login", &[("email", " "), ("password", "pw")])
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{backend}: an empty email is refused"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn user_sets_shows_and_destroys_the_name() {
+    for (backend, store) in all_backends().await {
+        let app = test::init_service(
+            App::new()
+                .wrap(middleware(store, Duration::from_secs(60)))
+                .configure(user::routes),
+        )
+        .await;
+        let mut browser = Client::new(&app);
+        assert!(
+            browser.get("/user").await.2.contains("user logged out!"),
+            "{backend}"
+        );
+        let (_, _, body) = browser.get("/user/%3Ci%3Ezoe%3C%2Fi%3E").await;
+        assert!(
+            body.contains(r#"Session Set: <a href="/user">View Here</a>"#),
+            "{backend}"
+        );
+        let (_, _, body) = browser.get("/user").await;
+        assert!(
+            body.contains("&lt;i&gt;zoe&lt;/i&gt;"),
+            "{backend}: escaped name: {body}"
+        );
+        assert!(body.contains(r#"<a href="/logout">"#), "{backend}");
+        let (_, _, body) = browser.get("/logout").await;
+        assert!(
+            body.contains("logged out!") && body.contains(r#"<a href="/user">"#),
+            "{backend}"
+        );
+        assert!(
+            browser.get("/user").await.2.contains("user logged out!"),
+            "{backend}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn devices_lists_sessions_and_revokes_the_others() {
+    for (backend, store) in all_backends().await {
+        let idle = login::DEFAULT_IDLE;
+        let data = Devices {
+            store: store.clone(),
+            idle_timeout: idle,
+        };
+        let app = test::init_service(
+            App::new()
+                .wrap(middleware(store, idle))
+                .app_data(web::Data::new(data))
+                .configure(devices::routes),
+        )
+        .await;
+        let email = format!(
+            "dev-{}@example.com",
+            latchkey_testkit::servers::unique_name("u")
+        );
+        let mut laptop = Client::new(&app);
+        let mut phone = Client::new(&app);
+        let mut other_user = Client::new(&app);
+        for client in [&mut laptop, &mut phone] {
+            client
+                .post_form("/login", &[("email", &email), ("password", "pw")])
+                .await;
+        }
+        other_user
+            .post_form(
+                "/login",
+                &[("email", "someone-else@example.com"), ("password", "pw")],
+            )
+            .await;
+
+        let (_, _, body) = laptop.get("/sessions").await;
+        assert_eq!(
+            body.matches("<tr class=\"session\">").count(),
+            2,
+            "{backend}: both devices listed: {body}"
+        );
+        assert_eq!(
+            body.matches("(this device)").count(),
+            1,
+            "{backend}: the current one is marked"
+        );
+        assert!(
+            body.contains("UTC"),
+            "{backend}: created and last-seen times"
+        );
+
+        let (status, location, _) = laptop.post("/sessions/revoke-others").await;
+        assert_eq!(
+            (status, location.as_deref()),
+            (StatusCode::SEE_OTHER, Some("/sessions")),
+            "{backend}"
+        );
+        assert!(
+            phone.get("/admin").await.2.contains("Please login first."),
+            "{backend}: the phone is logged out"
+        );
+        assert!(
+            laptop.get("/admin").await.2.contains("Hello"),
+            "{backend}: the laptop stays"
+        );
+        assert!(
+            other_user.get("/admin").await.2.contains("Hello"),
+            "{backend}: other users stay"
+        );
+        let (_, _, body) = laptop.get("/sessions").await;
+        assert_eq!(
+            body.matches("<tr class=\"session\">").count(),
+            1,
+            "{backend}"
+        );
+
+        assert!(
+            Client::new(&app)
+                .get("/sessions")
+                .await
+                .2
+                .contains("Please login first."),
+            "{backend}"
+        );
+    }
+}
