@@ -104,10 +104,26 @@ async fn login_renews_greets_escapes_and_logs_out() {
             .await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{backend}");
         assert_eq!(location.as_deref(), Some("/admin"));
-        assert!(browser.cookie.is_some(), "{backend}: logged in");
+        let first_login = browser.cookie.clone().expect("logged in");
+        // Logging in again (a privilege change on an existing session) renews the
+        // id, and the id from before no longer works: no session fixation.
+        browser
+            .post_form("/login", &[("email", email), ("password", "pw")])
+            .await;
         assert_ne!(
-            browser.cookie, before_login,
+            browser.cookie.as_ref(),
+            Some(&first_login),
             "{backend}: the session id is renewed on login"
+        );
+        let mut planted = Client::new(&app);
+        planted.cookie = Some(first_login);
+        assert!(
+            planted
+                .get("/admin")
+                .await
+                .2
+                .contains("Please login first."),
+            "{backend}: the old id is dead"
         );
 
         let (_, _, body) = browser.get("/admin").await;
