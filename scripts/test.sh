@@ -70,6 +70,11 @@ step "build prerequisites"
 # The Redis store's TLS feature links OpenSSL.
 if ! pkg-config --exists openssl 2>/dev/null; then apt_install pkg-config libssl-dev; fi
 
+# The browser test drives Debian's Chromium through chromedriver.
+if ! command -v chromedriver >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium chromium-driver
+fi
+
 step "services"
 ensure_redis
 ensure_postgres
