@@ -3,7 +3,7 @@
 //!
 //! | route | what it does |
 //! | --- | --- |
-//! | the [`login`](crate::login) routes | log in and out |
+//! | the [`crate::login`] routes | log in and out |
 //! | `GET /sessions` | the user's live sessions: created, last seen, this one marked |
 //! | `POST /sessions/revoke-others` | deletes every other session of the user, back to `/sessions` |
 
