@@ -228,8 +228,10 @@ impl SessionMiddlewareBuilder {
         self
     }
 
-    /// How much time must pass between two extensions of the idle deadline by
-    /// requests that change nothing.
+    /// How much time must pass between two extensions of the idle deadline.
+    /// Requests that change nothing write only to extend it; requests that do
+    /// change the session also move it only on this schedule, which spares
+    /// stores an index update on most saves.
     ///
     /// Default: a tenth of the idle timeout, so a read-only request costs a store
     /// write at most once per that interval while the deadline stays within 10%

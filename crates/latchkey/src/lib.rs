@@ -55,7 +55,8 @@
 //!    [`set_owner`](Session::set_owner).
 //! 4. After the handler: unchanged sessions are not written, except to move the
 //!    idle deadline at most once per [extension
-//!    interval](SessionMiddlewareBuilder::idle_extension_interval); new non-empty
+//!    interval](SessionMiddlewareBuilder::idle_extension_interval) (writes move it
+//!    on the same schedule); new non-empty
 //!    sessions are created; changed ones are saved with compare-and-set on their
 //!    version; purged ones are deleted and the cookie removed; renewed ones get a
 //!    new token and the old one is deleted.

@@ -88,20 +88,36 @@ pub(crate) async fn persist(
         });
     }
 
-    let _turn = config.write_gate.enter(id).await;
+    let mut turn = config.write_gate.enter(id).await;
     let mut current = base;
     let (mut data, mut owner) = (state.data, state.owner);
+    if let Some(latest) = turn
+        .latest()
+        .filter(|latest| latest.version > current.version)
+    {
+        // Another request of this process saved after we loaded: build on its
+        // record rather than on our stale copy.
+        (data, owner) = replay(&state.ops, latest.data.clone(), latest.owner.clone())?;
+        current = latest.clone();
+    }
     for attempt in 0..=config.max_conflict_retries {
         let mut record = current.clone();
         record.data = data;
         record.owner = owner;
-        record.deadlines = current.deadlines.extended(now, config.idle_timeout);
+        // Like reads, writes move the idle deadline only once it is due: that
+        // leaves the indexed expiry column alone on most saves.
+        if extension_due(&current.deadlines, config, now) {
+            record.deadlines = current.deadlines.extended(now, config.idle_timeout);
+        }
         match store.save(&id, &record, current.version).await? {
-            SaveOutcome::Saved(_) => {
+            SaveOutcome::Saved(version) => {
+                let deadlines = record.deadlines;
+                record.version = version;
+                turn.saved(record);
                 let refresh =
                     state.stale_key || config.cookie_lifetime == crate::CookieLifetime::Persistent;
                 return Ok(if refresh {
-                    CookieAction::Set(token, record.deadlines)
+                    CookieAction::Set(token, deadlines)
                 } else {
                     CookieAction::Keep
                 });
@@ -112,7 +128,10 @@ pub(crate) async fn persist(
             }
             SaveOutcome::Conflict => {
                 tracing::debug!(session = %id, attempt, "compare-and-set conflict; replaying");
-                if attempt < config.max_conflict_retries {
+                // The first conflict usually means our copy was loaded before a
+                // save we could not know of: reload at once. Repeated ones mean
+                // other processes are writing too: spread out.
+                if attempt > 0 && attempt < config.max_conflict_retries {
                     actix_web::rt::time::sleep(backoff(attempt)).await;
                 }
                 let Some(fresh) = store.load(&id).await? else {

@@ -3,19 +3,24 @@
 //! Compare-and-set keeps concurrent writers correct, but when many requests of
 //! one process write one session at once, each lost race costs a reload and a
 //! retry, and dozens of writers can exhaust the retry bound. Queuing the write
-//! phase per session makes in-process writers take turns: each conflicts at most
-//! once (its copy was loaded before the previous writer saved), and
-//! compare-and-set is left to arbitrate between processes.
+//! phase per session makes in-process writers take turns, and the queue
+//! remembers the record the previous writer saved: the next writer replays its
+//! changes on that record directly instead of saving against the stale copy it
+//! loaded, failing, and reloading. Compare-and-set still checks every write, so
+//! a change from another process is caught and reloaded as usual.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use latchkey_core::SessionId;
+use latchkey_core::{Record, SessionId};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 const SHARDS: usize = 16;
 
-type Turns = HashMap<SessionId, Arc<AsyncMutex<()>>>;
+/// A session's queue; holds the record this process last saved, while writers wait.
+type Queue = Arc<AsyncMutex<Option<Record>>>;
+
+type Turns = HashMap<SessionId, Queue>;
 
 /// Per-session queues of writers, created on demand and dropped when empty.
 #[derive(Debug)]
@@ -28,8 +33,8 @@ pub(crate) struct WriteGate {
 pub(crate) struct Turn<'a> {
     gate: &'a WriteGate,
     id: SessionId,
-    queue: Arc<AsyncMutex<()>>,
-    guard: Option<OwnedMutexGuard<()>>,
+    queue: Queue,
+    guard: Option<OwnedMutexGuard<Option<Record>>>,
 }
 
 impl WriteGate {
@@ -70,6 +75,20 @@ impl WriteGate {
     }
 }
 
+impl Turn<'_> {
+    /// The record the previous writer in this process saved, if any is known.
+    pub(crate) fn latest(&self) -> Option<&Record> {
+        self.guard.as_ref().and_then(|guard| guard.as_ref())
+    }
+
+    /// Remembers what this writer saved, for the next one in the queue.
+    pub(crate) fn saved(&mut self, record: Record) {
+        if let Some(guard) = self.guard.as_mut() {
+            **guard = Some(record);
+        }
+    }
+}
+
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
         self.guard.take();
@@ -94,11 +113,26 @@ mod tests {
     async fn writers_of_one_session_take_turns_and_queues_are_dropped() {
         let gate = Arc::new(WriteGate::new());
         let id = SessionId::from_bytes([1; 32]);
-        let first = gate.enter(id).await;
+        let mut first = gate.enter(id).await;
+        assert!(first.latest().is_none());
+        let now = latchkey_core::Timestamp::now();
+        let deadlines = latchkey_core::Deadlines::starting_at(
+            now,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
+        let mut record = Record::new(now, deadlines);
+        record.version = 7;
+        first.saved(record);
         let waiting = {
             let gate = Arc::clone(&gate);
             tokio::spawn(async move {
-                let _turn = gate.enter(id).await;
+                let turn = gate.enter(id).await;
+                assert_eq!(
+                    turn.latest().map(|r| r.version),
+                    Some(7),
+                    "the next writer sees what the last saved"
+                );
             })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -1,0 +1,436 @@
+//! `latchkey-bench`: latchkey against actix-session and bare actix-web, side by
+//! side in one run.
+//!
+//! ```text
+//! cargo run --release -p latchkey-bench              # full run, writes docs/benchmarks.md
+//! cargo run --release -p latchkey-bench -- --quick   # under two minutes, prints only
+//! ```
+//!
+//! Each server kind runs as its own process (this binary's `serve` mode) pinned
+//! to core 0; `wrk` drives it from core 1. Load goes to 127.0.0.1 only, and every
+//! run stops after its set duration. Redis is a private `redis-server` the
+//! benchmark starts and stops; PostgreSQL is the one at `DATABASE_URL`, in a
+//! schema of the run's own, dropped at the end.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use latchkey_bench::load::{Outcome, run_wrk, write_script};
+use latchkey_bench::report::{Measurements, Run, Settings, render};
+use latchkey_bench::server::{Backends, serve};
+use latchkey_bench::{Kind, Workload};
+use latchkey_testkit::servers::{
+    PrivateRedis, database_url, free_port, unique_name, wait_for_port,
+};
+
+const SERVER_CORE: usize = 0;
+const LOAD_CORE: usize = 1;
+const CONNECTIONS: usize = 64;
+
+type Error = Box<dyn std::error::Error>;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = if args.first().map(String::as_str) == Some("serve") {
+        serve_mode(&args[1..])
+    } else {
+        bench_mode(&args)
+    };
+    if let Err(err) = result {
+        eprintln!("latchkey-bench: {err}");
+        std::process::exit(1);
+    }
+}
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+fn required(args: &[String], name: &str) -> Result<String, Error> {
+    flag(args, name).ok_or_else(|| format!("missing {name}").into())
+}
+
+fn serve_mode(args: &[String]) -> Result<(), Error> {
+    let kind: Kind = required(args, "--kind")?.parse()?;
+    let port: u16 = required(args, "--port")?.parse()?;
+    let backends = Backends {
+        redis_url: required(args, "--redis")?,
+        redis_prefix: required(args, "--prefix")?,
+        database_url: required(args, "--database")?,
+        schema: required(args, "--schema")?,
+    };
+    actix_rt::System::new().block_on(serve(kind, port, backends))?;
+    Ok(())
+}
+
+/// A server process, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(kind: Kind, backends: &Backends) -> Result<Self, Error> {
+        let port = free_port()?;
+        let exe = std::env::current_exe()?;
+        let child = Command::new("taskset")
+            .arg("-c")
+            .arg(SERVER_CORE.to_string())
+            .arg(exe)
+            .args(["serve", "--kind", kind.name(), "--port", &port.to_string()])
+            .args([
+                "--redis",
+                &backends.redis_url,
+                "--prefix",
+                &backends.redis_prefix,
+            ])
+            .args([
+                "--database",
+                &backends.database_url,
+                "--schema",
+                &backends.schema,
+            ])
+            .stdout(Stdio::null())
+            .spawn()?;
+        let server = Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        wait_for_port(port, Duration::from_secs(30))
+            .map_err(|e| format!("{kind} did not start: {e}"))?;
+        Ok(server)
+    }
+
+    fn status_kib(&self, field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+    }
+}
+
+fn bench_mode(args: &[String]) -> Result<(), Error> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let mut settings = if quick {
+        Settings::quick()
+    } else {
+        Settings::full()
+    };
+    if let Some(reps) = flag(args, "--reps") {
+        settings.reps = reps.parse()?;
+    }
+    if let Some(secs) = flag(args, "--duration") {
+        settings.duration = Duration::from_secs_f64(secs.parse()?);
+    }
+    if let Some(users) = flag(args, "--users") {
+        settings.users = users.parse()?;
+    }
+    let kinds: Vec<Kind> = match flag(args, "--kinds") {
+        Some(list) => list.split(',').map(str::parse).collect::<Result<_, _>>()?,
+        None => Kind::ALL.to_vec(),
+    };
+    let write_to = match flag(args, "--write") {
+        Some(path) => Some(PathBuf::from(path)),
+        None if !quick && !args.iter().any(|a| a == "--no-write") => Some(docs_path()),
+        None => None,
+    };
+    for tool in ["wrk", "taskset"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            return Err(format!("{tool} is missing: apt-get install wrk util-linux").into());
+        }
+    }
+
+    let redis = PrivateRedis::start()?;
+    let backends = Backends {
+        redis_url: redis.url(),
+        redis_prefix: format!("{}:", unique_name("bench")),
+        database_url: database_url(),
+        schema: unique_name("bench"),
+    };
+    let started = Instant::now();
+    let result = measure(&settings, &kinds, &backends);
+    drop_schema(&backends);
+    let measurements = result?;
+    let markdown = render(
+        &settings,
+        &measurements,
+        &command_line(args),
+        started.elapsed(),
+    );
+    println!("{markdown}");
+    if let Some(path) = write_to {
+        write_section(&path, &markdown)?;
+        eprintln!("latchkey-bench: results written to {}", path.display());
+    }
+    let problems = measurements.problems();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("the run found problems:\n- {}", problems.join("\n- ")).into())
+    }
+}
+
+fn docs_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks.md")
+}
+
+fn command_line(args: &[String]) -> String {
+    let mut line = String::from("cargo run --release -p latchkey-bench");
+    if !args.is_empty() {
+        line.push_str(" -- ");
+        line.push_str(&args.join(" "));
+    }
+    line
+}
+
+fn measure(
+    settings: &Settings,
+    kinds: &[Kind],
+    backends: &Backends,
+) -> Result<Measurements, Error> {
+    let mut measurements = Measurements::default();
+    let scripts = std::env::temp_dir().join(unique_name("latchkey_bench_scripts"));
+    std::fs::create_dir_all(&scripts)?;
+    for rep in 0..settings.reps {
+        let mut order = kinds.to_vec();
+        order.rotate_left(rep % kinds.len().max(1));
+        for kind in order {
+            eprintln!(
+                "latchkey-bench: repetition {}/{}: {kind}",
+                rep + 1,
+                settings.reps
+            );
+            let server = Server::start(kind, backends)?;
+            let rss_before = server.status_kib("VmRSS:");
+            let store_before = store_bytes(kind, backends);
+            let cookies =
+                actix_rt::System::new().block_on(create_sessions(&server.url, settings.users))?;
+            if rep == 0 {
+                let rss_after = server.status_kib("VmRSS:");
+                let store_after = store_bytes(kind, backends);
+                measurements.record_footprint(
+                    kind,
+                    settings.users,
+                    rss_before,
+                    rss_after,
+                    store_before,
+                    store_after,
+                );
+            }
+            for workload in Workload::ALL {
+                let run = run_workload(
+                    kind, workload, &server, &cookies, settings, backends, &scripts,
+                )?;
+                measurements.record(kind, workload, run);
+            }
+            if let Some(peak) = server.status_kib("VmHWM:") {
+                measurements.record_peak_rss(kind, peak * 1024);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scripts);
+    Ok(measurements)
+}
+
+fn run_workload(
+    kind: Kind,
+    workload: Workload,
+    server: &Server,
+    cookies: &[String],
+    settings: &Settings,
+    backends: &Backends,
+    scripts: &Path,
+) -> Result<Run, Error> {
+    let hot_cookie = if workload == Workload::Hot {
+        actix_rt::System::new().block_on(create_sessions(&server.url, 1))?
+    } else {
+        Vec::new()
+    };
+    let request_cookies: &[String] = match workload {
+        Workload::New => &[],
+        Workload::Hot => &hot_cookie,
+        _ => cookies,
+    };
+    let script = scripts.join(format!("{}-{}.lua", kind.name(), workload.name()));
+    write_script(&script, workload.path(), request_cookies)?;
+    let url = format!("{}{}", server.url, workload.path());
+    if !settings.warmup.is_zero() && workload != Workload::Hot {
+        run_wrk(LOAD_CORE, &url, &script, CONNECTIONS, settings.warmup)?;
+    }
+    let commands_before = redis_commands(kind, backends);
+    let outcome: Outcome = run_wrk(LOAD_CORE, &url, &script, CONNECTIONS, settings.duration)?;
+    let commands_after = redis_commands(kind, backends);
+    let commands = match (commands_before, commands_after) {
+        (Some(before), Some(after)) if outcome.requests > 0 => {
+            Some((after.saturating_sub(before)) as f64 / outcome.requests as f64)
+        }
+        _ => None,
+    };
+    let final_count = match workload {
+        Workload::Hot if kind.has_sessions() => {
+            Some(actix_rt::System::new().block_on(read_count(&server.url, &hot_cookie))?)
+        }
+        _ => None,
+    };
+    Ok(Run {
+        outcome,
+        commands_per_request: commands,
+        final_count,
+    })
+}
+
+/// Creates `count` sessions through `GET /new`, returning each one's `Cookie` value.
+async fn create_sessions(base: &str, count: usize) -> Result<Vec<String>, Error> {
+    let client = awc::Client::default();
+    let mut cookies = Vec::with_capacity(count);
+    for _ in 0..count {
+        let res = client
+            .get(format!("{base}{}", Workload::New.path()))
+            .send()
+            .await
+            .map_err(|e| format!("setup request failed: {e}"))?;
+        let cookie = res
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::to_owned)
+            .unwrap_or_default();
+        cookies.push(cookie);
+    }
+    Ok(cookies)
+}
+
+async fn read_count(base: &str, cookie: &[String]) -> Result<u64, Error> {
+    let client = awc::Client::default();
+    let mut req = client.get(format!("{base}{}", latchkey_bench::routes::COUNT));
+    if let Some(cookie) = cookie.first() {
+        req = req.insert_header(("Cookie", cookie.as_str()));
+    }
+    let mut res = req
+        .send()
+        .await
+        .map_err(|e| format!("count request failed: {e}"))?;
+    let body = res.body().await?;
+    Ok(String::from_utf8_lossy(&body).trim().parse().unwrap_or(0))
+}
+
+/// Commands the store sends itself; for latchkey the other `commandstats` entries
+/// are commands run inside its scripts, which cost no round trip.
+const LATCHKEY_CLIENT_COMMANDS: [&str; 7] = [
+    "evalsha", "eval", "hgetall", "del", "smembers", "srem", "script",
+];
+const ADMIN_COMMANDS: [&str; 7] = [
+    "info", "ping", "client", "hello", "select", "config", "memory",
+];
+
+fn redis_info(backends: &Backends, section: &str) -> Option<String> {
+    let output = Command::new("redis-cli")
+        .args(["-u", &backends.redis_url, "INFO", section])
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn redis_commands(kind: Kind, backends: &Backends) -> Option<u64> {
+    if !kind.uses_redis() {
+        return None;
+    }
+    let stats = redis_info(backends, "commandstats")?;
+    let counts: BTreeMap<String, u64> = stats
+        .lines()
+        .filter_map(|line| {
+            let (name, rest) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("calls="))?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect();
+    Some(
+        counts
+            .iter()
+            .filter(|(name, _)| match kind {
+                Kind::LatchkeyRedis => LATCHKEY_CLIENT_COMMANDS.contains(&name.as_str()),
+                _ => !ADMIN_COMMANDS.contains(&name.as_str()),
+            })
+            .map(|(_, n)| n)
+            .sum(),
+    )
+}
+
+/// Bytes the store holds, where the store can say: Redis `used_memory`, or the
+/// PostgreSQL table's total size.
+fn store_bytes(kind: Kind, backends: &Backends) -> Option<u64> {
+    if kind.uses_redis() {
+        let info = redis_info(backends, "memory")?;
+        return info
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("used_memory:"))
+            .and_then(|v| v.parse().ok());
+    }
+    if kind.uses_postgres() {
+        let table = if kind == Kind::RawPostgres {
+            "raw_sessions"
+        } else {
+            "latchkey_sessions"
+        };
+        let output = Command::new("psql")
+            .args([&backends.database_url, "-Atc"])
+            .arg(format!(
+                "SELECT pg_total_relation_size(to_regclass('\"{}\".{table}'))",
+                backends.schema
+            ))
+            .output()
+            .ok()?;
+        return String::from_utf8_lossy(&output.stdout).trim().parse().ok();
+    }
+    None
+}
+
+fn drop_schema(backends: &Backends) {
+    let _ = Command::new("psql")
+        .args([&backends.database_url, "-qAtc"])
+        .arg(format!(
+            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            backends.schema
+        ))
+        .stderr(Stdio::null())
+        .output();
+}
+
+const BEGIN: &str = "<!-- latchkey-bench:begin -->";
+const END: &str = "<!-- latchkey-bench:end -->";
+
+/// Replaces the benchmark's section of `path`, or appends one.
+fn write_section(path: &Path, markdown: &str) -> std::io::Result<()> {
+    let current = std::fs::read_to_string(path).unwrap_or_default();
+    let section = format!("{BEGIN}\n{markdown}\n{END}");
+    let updated = match (current.find(BEGIN), current.find(END)) {
+        (Some(begin), Some(end)) if begin < end => {
+            format!(
+                "{}{section}{}",
+                &current[..begin],
+                &current[end + END.len()..]
+            )
+        }
+        _ => format!("{}\n{section}\n", current.trim_end()),
+    };
+    std::fs::write(path, updated)
+}
