@@ -75,6 +75,9 @@ if ! command -v chromedriver >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then
   apt_install chromium chromium-driver
 fi
 
+# The benchmark's quick mode drives load with wrk.
+if ! command -v wrk >/dev/null 2>&1; then apt_install wrk; fi
+
 step "services"
 ensure_redis
 ensure_postgres
@@ -91,6 +94,10 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 
 step "doctests"
 cargo test --workspace --all-features --doc
+
+step "benchmark, quick mode (checks that it runs and that latchkey loses no update; timings are not judged)"
+cargo run -q -p latchkey-bench -- --quick > target/bench-quick.md
+echo "quick benchmark passed; its tables are in target/bench-quick.md"
 
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then

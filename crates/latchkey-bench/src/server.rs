@@ -260,10 +260,8 @@ fn raw_sid(req: &HttpRequest) -> Option<String> {
     req.cookie(RAW_COOKIE).map(|c| c.value().to_owned())
 }
 
-fn new_sid() -> Result<String, HttpResponse> {
-    SessionToken::generate()
-        .map(|t| t.encode())
-        .map_err(unavailable)
+fn new_sid() -> Result<String, latchkey::TokenError> {
+    SessionToken::generate().map(|t| t.encode())
 }
 
 struct RawRedis {
@@ -274,7 +272,7 @@ struct RawRedis {
 async fn raw_redis_new(raw: web::Data<RawRedis>) -> HttpResponse {
     let sid = match new_sid() {
         Ok(sid) => sid,
-        Err(res) => return res,
+        Err(err) => return unavailable(err),
     };
     let key = format!("{}{sid}", raw.prefix);
     let mut conn = raw.conn.clone();
@@ -408,7 +406,7 @@ impl RawPostgres {
 async fn raw_pg_new(raw: web::Data<RawPostgres>) -> HttpResponse {
     let sid = match new_sid() {
         Ok(sid) => sid,
-        Err(res) => return res,
+        Err(err) => return unavailable(err),
     };
     let result = async {
         let client = raw.pool.get().await.map_err(|e| e.to_string())?;

@@ -567,4 +567,15 @@ mod tests {
         assert!(matches!(decode(fields), Err(StoreError::Corrupt { .. })));
         assert!(decode(HashMap::new()).unwrap().is_none());
     }
+
+    proptest::proptest! {
+        /// Whatever a hash holds (a foreign writer, a half-written key, an older
+        /// layout), decoding it is a value or an error, never a panic.
+        #[test]
+        fn decoding_arbitrary_hashes_never_panics(
+            fields in proptest::collection::hash_map("[vdocia]|.{0,3}", ".{0,40}", 0..8)
+        ) {
+            let _ = decode(fields);
+        }
+    }
 }

@@ -82,6 +82,8 @@ pub fn free_port() -> std::io::Result<u16> {
 pub struct PrivateRedis {
     port: u16,
     child: Option<std::process::Child>,
+    /// With persistence: the data directory, kept across restarts.
+    data_dir: Option<std::path::PathBuf>,
 }
 
 impl PrivateRedis {
@@ -95,6 +97,26 @@ impl PrivateRedis {
         let mut server = Self {
             port: free_port()?,
             child: None,
+            data_dir: None,
+        };
+        server.restart()?;
+        Ok(server)
+    }
+
+    /// Like [`PrivateRedis::start`], but every acknowledged write is on disk
+    /// (`appendfsync always`), so data survives [`PrivateRedis::stop`] and
+    /// [`PrivateRedis::restart`] as on a production server.
+    ///
+    /// # Errors
+    ///
+    /// As for [`PrivateRedis::start`], or when the data directory cannot be made.
+    pub fn start_persistent() -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(unique_name("latchkey_redis"));
+        std::fs::create_dir_all(&dir)?;
+        let mut server = Self {
+            port: free_port()?,
+            child: None,
+            data_dir: Some(dir),
         };
         server.restart()?;
         Ok(server)
@@ -125,9 +147,20 @@ impl PrivateRedis {
     /// As for [`PrivateRedis::start`].
     pub fn restart(&mut self) -> std::io::Result<()> {
         self.stop();
-        let child = std::process::Command::new("redis-server")
+        let mut command = std::process::Command::new("redis-server");
+        command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--save", "", "--daemonize", "no"]);
+        match &self.data_dir {
+            Some(dir) => command.arg("--dir").arg(dir).args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ]),
+            None => command.args(["--appendonly", "no"]),
+        };
+        let child = command
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -145,6 +178,9 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.stop();
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

@@ -257,4 +257,63 @@ mod tests {
         assert_eq!(removal.value(), "");
         assert_eq!(removal.max_age(), Some(CookieDuration::ZERO));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn codec_pair() -> (CookieCodec, Key) {
+            let key = Key::generate();
+            (codec(CookieContentSecurity::Signed, vec![key.clone()]), key)
+        }
+
+        proptest! {
+            // Cases from PROPTEST_CASES (default 256): the long run sets it high.
+
+            /// Arbitrary text in our cookie never panics and never yields a token.
+            #[test]
+            fn arbitrary_values_are_never_accepted(value in ".{0,300}") {
+                let (codec, _) = codec_pair();
+                let read = codec.read([&Cookie::new("id", value)]);
+                prop_assert!(!matches!(read, Incoming::Token { .. }), "accepted an arbitrary value");
+            }
+
+            /// Arbitrary bytes, as a proxy might mangle them, likewise.
+            #[test]
+            fn arbitrary_bytes_are_never_accepted(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+                let (codec, _) = codec_pair();
+                let value = String::from_utf8_lossy(&bytes).into_owned();
+                let read = codec.read([&Cookie::new("id", value)]);
+                prop_assert!(!matches!(read, Incoming::Token { .. }), "accepted an arbitrary value");
+            }
+
+            /// Changing any one character of the token part of a signed value
+            /// makes it invalid.
+            #[test]
+            fn any_change_to_a_signed_token_is_rejected(position in 0usize..43, replacement in "[A-Za-z0-9_-]") {
+                let (codec, _) = codec_pair();
+                let token = SessionToken::generate().unwrap();
+                let issued = codec.issue(&token, None);
+                let value = issued.value().to_owned();
+                // The signed value is 44 characters of signature, then the token.
+                let index = value.len() - 43 + position;
+                let original = &value[index..=index];
+                prop_assume!(original != replacement.as_str());
+                let mut tampered = value.clone();
+                tampered.replace_range(index..=index, &replacement);
+                prop_assert!(matches!(codec.read([&Cookie::new("id", tampered)]), Incoming::Invalid), "accepted a tampered value");
+            }
+
+            /// Issued cookies always read back as the same token, under either
+            /// protection.
+            #[test]
+            fn issued_cookies_round_trip(private in any::<bool>()) {
+                let security = if private { CookieContentSecurity::Private } else { CookieContentSecurity::Signed };
+                let codec = codec(security, vec![Key::generate()]);
+                let token = SessionToken::generate().unwrap();
+                let read = codec.read([&codec.issue(&token, None)]);
+                prop_assert!(matches!(read, Incoming::Token { token: t, stale_key: false } if t == token), "did not round-trip");
+            }
+        }
+    }
 }

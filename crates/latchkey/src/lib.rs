@@ -35,6 +35,7 @@
 //! | `memory` | `memory::MemoryStore`: in-process, no server; sessions end with the process | yes |
 //! | `redis` | `redis::RedisStore`: one hash per session, Lua compare-and-set, native TTL | no |
 //! | `postgres` | `postgres::PostgresStore`: one row per session, `jsonb` data, compare-and-set `UPDATE` | no |
+//! | `actix-session` | `bridge::ActixSessionStore`: any latchkey store behind actix-session's middleware | no |
 //!
 //! Every store implements [`SessionStore`] and passes the same conformance suite
 //! (`latchkey-testkit`), so switching is one line. [`AnyStore`] picks one at run
@@ -66,7 +67,9 @@
 //!    change different keys both land; `n` concurrent `update(k, +1)` add `n`. A
 //!    session deleted meanwhile (logged out elsewhere) is not brought back.
 //! 6. If the store fails, the response becomes the configured status (503 by
-//!    default) with an opaque body; the error is logged, never the token.
+//!    default) with an opaque body; the error is logged, never the token. A
+//!    handler that returns a [`latchkey::Error`](Error) (a limit exceeded, a
+//!    value that would not serialize) keeps none of its session changes.
 //!
 //! # Security model in five lines
 //!
@@ -76,6 +79,8 @@
 //! - Idle timeout and absolute lifetime are enforced by the server, not the cookie.
 //! - [`Session::renew`] on login defeats fixation; [`Session::purge`] logs out for real.
 
+#[cfg(feature = "actix-session")]
+pub mod bridge;
 mod config;
 mod cookie;
 mod error;
@@ -94,7 +99,7 @@ pub use self::session::{Session, SessionStatus};
 
 pub use latchkey_core::{
     AnyStore, Deadlines, Record, SaveOutcome, SessionData, SessionId, SessionStore, SessionToken,
-    StoreError, Timestamp,
+    StoreError, Timestamp, TokenError,
 };
 
 /// The guides of the `docs/` folder, here so that their examples are compiled

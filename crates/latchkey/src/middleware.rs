@@ -124,11 +124,18 @@ where
         Box::pin(async move {
             let mut res = service.call(req).await?;
             if handler_hit_store_failure(&res) {
+                tracing::error!("session store failed while loading a session");
                 return Ok(store_failure(res, &config));
             }
             let Some(state) = slot.take_loaded() else {
                 return Ok(res.map_into_left_body());
             };
+            if failed_with_session_error(&res) {
+                // A request that failed on its session (a limit, a value that
+                // would not serialize) keeps none of its changes, so the stored
+                // session stays as it was.
+                return Ok(res.map_into_left_body());
+            }
             let now = Timestamp::now();
             match persist(state, &config, now).await {
                 Ok(action) => {
@@ -151,6 +158,12 @@ fn handler_hit_store_failure<B>(res: &ServiceResponse<B>) -> bool {
         .error()
         .and_then(|err| err.as_error::<Error>())
         .is_some_and(Error::is_store_failure)
+}
+
+fn failed_with_session_error<B>(res: &ServiceResponse<B>) -> bool {
+    res.response()
+        .error()
+        .is_some_and(|err| err.as_error::<Error>().is_some())
 }
 
 /// Replaces the response with the configured store-failure status and an opaque body.
