@@ -89,6 +89,17 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
+step "feature combinations of latchkey"
+for features in "" memory redis postgres actix-session "memory,redis" "memory,postgres" "redis,postgres,actix-session"; do
+  echo "latchkey --no-default-features --features '$features'"
+  cargo check -q -p latchkey --no-default-features --features "$features"
+done
+# The default build must not pull in the Redis or PostgreSQL clients.
+if cargo tree -q -p latchkey -e normal --prefix none | grep -Eq '^(redis|tokio-postgres|deadpool-postgres|latchkey-redis|latchkey-postgres) '; then
+  echo "error: latchkey's default features pull in a Redis or PostgreSQL crate" >&2
+  exit 1
+fi
+
 step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 

@@ -168,17 +168,29 @@ where
         .idle_timeout(idle)
         .build()
         .map_err(std::io::Error::other)?;
-    tracing::info!("{name} listening on http://127.0.0.1:{port}/ (idle timeout {idle:?})");
+    tracing::info!(
+        "{name} listening on http://127.0.0.1:{port}/ (idle timeout {idle:?}; counters at /metrics)"
+    );
+    let metrics = web::Data::from(sessions.metrics());
     HttpServer::new(move || {
         let configure = configure.clone();
         let store = store.clone();
         App::new()
             .wrap(sessions.clone())
+            .app_data(metrics.clone())
+            .route("/metrics", web::get().to(metrics_text))
             .configure(move |cfg| configure(cfg, &store, idle))
     })
     .bind(("127.0.0.1", port))?
     .run()
     .await
+}
+
+/// The session counters in Prometheus' text format.
+pub async fn metrics_text(metrics: web::Data<latchkey::SessionMetrics>) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(metrics.snapshot().to_prometheus("latchkey"))
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).

@@ -622,25 +622,22 @@ async fn concurrent_changes_to_different_keys_both_survive() {
         let gate = Arc::new(Notify::new());
         let loaded = Arc::new(Notify::new());
         let (gate_in, loaded_in) = (Arc::clone(&gate), Arc::clone(&loaded));
-        let app = test::init_service(
-            App::new()
-                .wrap(builder(store, &key).build().unwrap())
-                .configure(routes)
-                .route(
-                    "/slow/{key}/{value}",
-                    web::post().to(move |session: Session, path: web::Path<(String, String)>| {
-                        let (gate, loaded) = (Arc::clone(&gate_in), Arc::clone(&loaded_in));
-                        async move {
-                            let (key, value) = path.into_inner();
-                            session.insert(key, value)?;
-                            session.update("n", |n: Option<u64>| n.unwrap_or(0) + 1)?;
-                            loaded.notify_one();
-                            gate.notified().await;
-                            Ok::<_, latchkey::Error>(HttpResponse::Ok().finish())
-                        }
-                    }),
-                ),
-        )
+        let middleware = builder(store, &key).build().unwrap();
+        let metrics = middleware.metrics();
+        let app = test::init_service(App::new().wrap(middleware).configure(routes).route(
+            "/slow/{key}/{value}",
+            web::post().to(move |session: Session, path: web::Path<(String, String)>| {
+                let (gate, loaded) = (Arc::clone(&gate_in), Arc::clone(&loaded_in));
+                async move {
+                    let (key, value) = path.into_inner();
+                    session.insert(key, value)?;
+                    session.update("n", |n: Option<u64>| n.unwrap_or(0) + 1)?;
+                    loaded.notify_one();
+                    gate.notified().await;
+                    Ok::<_, latchkey::Error>(HttpResponse::Ok().finish())
+                }
+            }),
+        ))
         .await;
         let cookie = session_cookie(&get(&app, "/count", None).await).unwrap();
         let slow = async {
@@ -669,6 +666,11 @@ async fn concurrent_changes_to_different_keys_both_survive() {
             body(get(&app, "/count", Some(&cookie)).await).await,
             "4",
             "{backend}: both increments count"
+        );
+        assert_eq!(
+            metrics.snapshot().conflicts_replayed,
+            1,
+            "{backend}: the slow writer replayed once"
         );
     }
 }
@@ -728,4 +730,38 @@ async fn session_without_middleware_is_a_server_error_not_a_panic() {
     let app = test::init_service(App::new().configure(routes)).await;
     let res = get(&app, "/count", None).await;
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[actix_rt::test]
+async fn metrics_count_store_operations_conflicts_and_sessions() {
+    let key = Key::generate();
+    let middleware = builder(latchkey::memory::MemoryStore::new(), &key)
+        .build()
+        .unwrap();
+    let metrics = middleware.metrics();
+    let app = service(middleware).await;
+    let cookie = session_cookie(&get(&app, "/count", None).await).unwrap();
+    get(&app, "/count", Some(&cookie)).await;
+    get(&app, "/count", Some(&cookie)).await;
+    get(&app, "/anon", Some(&cookie)).await;
+    post(&app, "/purge", Some(&cookie)).await;
+    let snapshot = metrics.snapshot();
+    assert_eq!(snapshot.creates, 1);
+    assert_eq!(snapshot.sessions_created, 1);
+    assert_eq!(snapshot.loads, 3, "the anonymous route loads nothing");
+    assert_eq!(snapshot.saves, 2);
+    assert_eq!(snapshot.deletes, 1);
+    assert_eq!(snapshot.sessions_destroyed, 1);
+    assert_eq!(snapshot.store_errors, 0);
+    assert!(
+        snapshot
+            .to_prometheus("latchkey")
+            .contains("latchkey_saves_total 2")
+    );
+
+    let failing = builder(FailingStore, &key).build().unwrap();
+    let failing_metrics = failing.metrics();
+    let app = service(failing).await;
+    get(&app, "/count", None).await;
+    assert_eq!(failing_metrics.snapshot().store_errors, 1);
 }

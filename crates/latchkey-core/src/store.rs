@@ -43,6 +43,11 @@ pub enum SaveOutcome {
 ///
 /// `latchkey-testkit` checks all of this against a real instance of the store.
 pub trait SessionStore: Send + Sync + 'static {
+    /// A short name for logs and metrics, e.g. `"redis"`.
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+
     /// Loads a live session.
     fn load(
         &self,
@@ -95,6 +100,10 @@ pub trait SessionStore: Send + Sync + 'static {
 }
 
 impl<S: SessionStore> SessionStore for Arc<S> {
+    fn name(&self) -> &'static str {
+        S::name(self)
+    }
+
     fn load(
         &self,
         id: &SessionId,
@@ -155,6 +164,7 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The object-safe mirror of [`SessionStore`], behind [`AnyStore`].
 trait ErasedStore: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
     fn load<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
     fn create<'a>(
         &'a self,
@@ -186,6 +196,10 @@ trait ErasedStore: Send + Sync + 'static {
 }
 
 impl<S: SessionStore> ErasedStore for S {
+    fn name(&self) -> &'static str {
+        SessionStore::name(self)
+    }
+
     fn load<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
         Box::pin(SessionStore::load(self, id))
     }
@@ -279,6 +293,10 @@ impl std::fmt::Debug for AnyStore {
 }
 
 impl SessionStore for AnyStore {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
         self.0.load(id).await
     }

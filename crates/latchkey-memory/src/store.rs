@@ -341,6 +341,10 @@ fn unindex(owners: &mut HashMap<String, HashSet<SessionId>>, owner: &str, id: &S
 }
 
 impl SessionStore for MemoryStore {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
         Ok(self.load_now(id, Timestamp::now()))
     }

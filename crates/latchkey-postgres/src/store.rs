@@ -478,6 +478,10 @@ impl PostgresStore {
 }
 
 impl SessionStore for PostgresStore {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
         let key = id.as_bytes().as_slice();
         let now = system_time(Timestamp::now());

@@ -349,6 +349,10 @@ impl<C> SessionStore for RedisStore<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
+    fn name(&self) -> &'static str {
+        STORE
+    }
+
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
         let mut conn = self.conn.clone();
         let key = self.session_key(id);

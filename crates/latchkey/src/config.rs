@@ -8,6 +8,7 @@ use actix_web::http::StatusCode;
 use latchkey_core::{AnyStore, SessionStore};
 
 use crate::cookie::{CookieCodec, CookieKeys};
+use crate::metrics::ObservedStore;
 use crate::middleware::SessionMiddleware;
 use crate::write_gate::WriteGate;
 
@@ -39,7 +40,7 @@ pub enum CookieLifetime {
 /// Everything the middleware and `Session` need, shared by all workers.
 #[derive(Debug)]
 pub(crate) struct Config {
-    pub(crate) store: AnyStore,
+    pub(crate) store: ObservedStore,
     pub(crate) codec: CookieCodec,
     pub(crate) cookie_lifetime: CookieLifetime,
     pub(crate) idle_timeout: Duration,
@@ -316,7 +317,7 @@ impl SessionMiddlewareBuilder {
             same_site: self.cookie_same_site,
         };
         SessionMiddleware::from_config(Arc::new(Config {
-            store: self.store,
+            store: ObservedStore::new(self.store, Arc::default()),
             codec,
             cookie_lifetime: self.cookie_lifetime,
             idle_timeout: self.idle_timeout,

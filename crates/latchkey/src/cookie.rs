@@ -290,17 +290,19 @@ mod tests {
             /// Changing any one character of the token part of a signed value
             /// makes it invalid.
             #[test]
-            fn any_change_to_a_signed_token_is_rejected(position in 0usize..43, replacement in "[A-Za-z0-9_-]") {
+            fn any_change_to_a_signed_token_is_rejected(position in 0usize..43, shift in 1usize..64) {
+                const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
                 let (codec, _) = codec_pair();
                 let token = SessionToken::generate().unwrap();
                 let issued = codec.issue(&token, None);
                 let value = issued.value().to_owned();
                 // The signed value is 44 characters of signature, then the token.
                 let index = value.len() - 43 + position;
-                let original = &value[index..=index];
-                prop_assume!(original != replacement.as_str());
+                let original = ALPHABET.find(&value[index..=index]).unwrap_or(0);
+                let new_index = (original + shift) % 64;
+                let replacement = &ALPHABET[new_index..=new_index];
                 let mut tampered = value.clone();
-                tampered.replace_range(index..=index, &replacement);
+                tampered.replace_range(index..=index, replacement);
                 prop_assert!(matches!(codec.read([&Cookie::new("id", tampered)]), Incoming::Invalid), "accepted a tampered value");
             }
 

@@ -84,6 +84,7 @@ pub mod bridge;
 mod config;
 mod cookie;
 mod error;
+mod metrics;
 mod middleware;
 mod ops;
 mod persist;
@@ -94,6 +95,7 @@ pub use self::config::{
     ConfigError, CookieContentSecurity, CookieLifetime, SessionMiddlewareBuilder,
 };
 pub use self::error::Error;
+pub use self::metrics::{MetricsSnapshot, SessionMetrics};
 pub use self::middleware::{SessionMiddleware, SessionService};
 pub use self::session::{Session, SessionStatus};
 

@@ -14,6 +14,7 @@ use latchkey_core::{SessionStore, Timestamp};
 
 use crate::config::{Config, CookieLifetime, SessionMiddlewareBuilder};
 use crate::error::{Error, STORE_FAILURE_BODY};
+use crate::metrics::SessionMetrics;
 use crate::persist::{CookieAction, persist};
 use crate::session::SessionSlot;
 
@@ -72,6 +73,23 @@ impl SessionMiddleware {
     /// ```
     pub fn builder<S: SessionStore>(store: S, key: Key) -> SessionMiddlewareBuilder {
         SessionMiddlewareBuilder::new(store, key)
+    }
+
+    /// The counters of this middleware's sessions (loads, saves, conflicts,
+    /// errors, sessions created and destroyed), for export.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::new(MemoryStore::new(), Key::generate());
+    /// let metrics = sessions.metrics();
+    /// assert_eq!(metrics.snapshot().store_errors, 0);
+    /// ```
+    pub fn metrics(&self) -> Arc<SessionMetrics> {
+        self.config.store.metrics_handle()
     }
 
     pub(crate) fn from_config(config: Arc<Config>) -> Self {

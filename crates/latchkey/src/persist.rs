@@ -4,12 +4,12 @@ use std::hash::{BuildHasher as _, Hasher as _};
 use std::time::Duration;
 
 use latchkey_core::{
-    AnyStore, Deadlines, Record, SaveOutcome, SessionStore as _, SessionToken, StoreError,
-    Timestamp,
+    Deadlines, Record, SaveOutcome, SessionStore as _, SessionToken, StoreError, Timestamp,
 };
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::metrics::ObservedStore;
 use crate::ops::replay;
 use crate::session::State;
 
@@ -47,6 +47,7 @@ pub(crate) async fn persist(
             record.data = state.data;
             record.owner = state.owner;
             let token = create(store, &record).await?;
+            store.metrics().session_created();
             tracing::debug!(session = %token.id(), "session created");
             CookieAction::Set(token, record.deadlines)
         } else if state.had_cookie || state.retire.is_some() || state.token.is_some() {
@@ -57,6 +58,7 @@ pub(crate) async fn persist(
         let replaced = if state.renewed { state.token } else { None };
         for old in state.retire.into_iter().chain(replaced) {
             store.delete(&old.id()).await?;
+            store.metrics().session_destroyed();
             tracing::debug!(session = %old.id(), "session deleted");
         }
         return Ok(action);
@@ -128,6 +130,7 @@ pub(crate) async fn persist(
             }
             SaveOutcome::Conflict => {
                 tracing::debug!(session = %id, attempt, "compare-and-set conflict; replaying");
+                store.metrics().conflict_replayed();
                 // The first conflict usually means our copy was loaded before a
                 // save we could not know of: reload at once. Repeated ones mean
                 // other processes are writing too: spread out.
@@ -142,6 +145,7 @@ pub(crate) async fn persist(
             }
         }
     }
+    store.metrics().conflict_given_up();
     tracing::warn!(session = %id, retries = config.max_conflict_retries, "gave up replaying a session change");
     Err(Error::ConflictRetriesExhausted {
         retries: config.max_conflict_retries,
@@ -156,7 +160,7 @@ fn extension_due(deadlines: &Deadlines, config: &Config, now: Timestamp) -> bool
     extended.idle.saturating_since(deadlines.idle) >= config.extension_interval
 }
 
-async fn create(store: &AnyStore, record: &Record) -> Result<SessionToken, Error> {
+async fn create(store: &ObservedStore, record: &Record) -> Result<SessionToken, Error> {
     let mut attempts = 0;
     loop {
         let token =

@@ -1,0 +1,295 @@
+//! Counters of what the sessions did, for export to any metrics system, and the
+//! store wrapper that traces every store operation.
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use latchkey_core::{
+    AnyStore, Deadlines, Record, SaveOutcome, SessionId, SessionStore, StoreError,
+};
+use tracing::Instrument as _;
+use tracing::field::Empty;
+
+/// Live counters, shared by every worker of one [`SessionMiddleware`](crate::SessionMiddleware).
+///
+/// Read them with [`SessionMetrics::snapshot`] and export the numbers however
+/// your application exports metrics (a `/metrics` route, the `metrics` crate,
+/// OpenTelemetry). Counting costs a relaxed atomic increment.
+///
+/// # Examples
+///
+/// ```
+/// use actix_web::cookie::Key;
+/// use latchkey::{SessionMiddleware, memory::MemoryStore};
+///
+/// let sessions = SessionMiddleware::new(MemoryStore::new(), Key::generate());
+/// let metrics = sessions.metrics();
+/// assert_eq!(metrics.snapshot().loads, 0);
+/// println!("{}", metrics.snapshot().to_prometheus("latchkey"));
+/// ```
+#[derive(Debug, Default)]
+pub struct SessionMetrics {
+    loads: AtomicU64,
+    saves: AtomicU64,
+    creates: AtomicU64,
+    touches: AtomicU64,
+    deletes: AtomicU64,
+    conflicts_replayed: AtomicU64,
+    conflicts_given_up: AtomicU64,
+    store_errors: AtomicU64,
+    sessions_created: AtomicU64,
+    sessions_destroyed: AtomicU64,
+}
+
+/// The counters at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MetricsSnapshot {
+    /// Store loads.
+    pub loads: u64,
+    /// Compare-and-set saves sent (including ones that conflicted).
+    pub saves: u64,
+    /// Store creates sent.
+    pub creates: u64,
+    /// Idle-deadline extensions sent.
+    pub touches: u64,
+    /// Store deletes sent.
+    pub deletes: u64,
+    /// Conflicts resolved by replaying a request's changes on a fresh copy.
+    pub conflicts_replayed: u64,
+    /// Requests that gave up after the configured number of replays.
+    pub conflicts_given_up: u64,
+    /// Store operations that failed or timed out.
+    pub store_errors: u64,
+    /// Sessions created (new, or by renewal).
+    pub sessions_created: u64,
+    /// Sessions ended by purge or renewal.
+    pub sessions_destroyed: u64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl SessionMetrics {
+    /// The counters now.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            loads: read(&self.loads),
+            saves: read(&self.saves),
+            creates: read(&self.creates),
+            touches: read(&self.touches),
+            deletes: read(&self.deletes),
+            conflicts_replayed: read(&self.conflicts_replayed),
+            conflicts_given_up: read(&self.conflicts_given_up),
+            store_errors: read(&self.store_errors),
+            sessions_created: read(&self.sessions_created),
+            sessions_destroyed: read(&self.sessions_destroyed),
+        }
+    }
+
+    pub(crate) fn conflict_replayed(&self) {
+        bump(&self.conflicts_replayed);
+    }
+
+    pub(crate) fn conflict_given_up(&self) {
+        bump(&self.conflicts_given_up);
+    }
+
+    pub(crate) fn session_created(&self) {
+        bump(&self.sessions_created);
+    }
+
+    pub(crate) fn session_destroyed(&self) {
+        bump(&self.sessions_destroyed);
+    }
+}
+
+impl MetricsSnapshot {
+    /// The counters in Prometheus' text format, each as `<prefix>_<name>_total`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let text = latchkey::MetricsSnapshot::default().to_prometheus("app_sessions");
+    /// assert!(text.contains("app_sessions_loads_total 0"));
+    /// ```
+    pub fn to_prometheus(&self, prefix: &str) -> String {
+        let mut out = String::new();
+        for (name, help, value) in [
+            ("loads", "Session store loads.", self.loads),
+            ("saves", "Compare-and-set saves sent.", self.saves),
+            ("creates", "Session store creates sent.", self.creates),
+            ("touches", "Idle-deadline extensions sent.", self.touches),
+            ("deletes", "Session store deletes sent.", self.deletes),
+            (
+                "conflicts_replayed",
+                "Conflicts resolved by replaying changes.",
+                self.conflicts_replayed,
+            ),
+            (
+                "conflicts_given_up",
+                "Requests that gave up replaying.",
+                self.conflicts_given_up,
+            ),
+            (
+                "store_errors",
+                "Store operations that failed or timed out.",
+                self.store_errors,
+            ),
+            (
+                "sessions_created",
+                "Sessions created.",
+                self.sessions_created,
+            ),
+            (
+                "sessions_destroyed",
+                "Sessions ended by purge or renewal.",
+                self.sessions_destroyed,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {prefix}_{name}_total {help}");
+            let _ = writeln!(out, "# TYPE {prefix}_{name}_total counter");
+            let _ = writeln!(out, "{prefix}_{name}_total {value}");
+        }
+        out
+    }
+}
+
+/// The middleware's store: every operation in a `latchkey.store` span carrying
+/// the store's name, the operation, its outcome and its latency (never the
+/// token), and counted.
+#[derive(Clone, Debug)]
+pub(crate) struct ObservedStore {
+    inner: AnyStore,
+    metrics: Arc<SessionMetrics>,
+}
+
+impl ObservedStore {
+    pub(crate) fn new(inner: AnyStore, metrics: Arc<SessionMetrics>) -> Self {
+        Self { inner, metrics }
+    }
+
+    pub(crate) fn metrics(&self) -> &SessionMetrics {
+        &self.metrics
+    }
+
+    pub(crate) fn metrics_handle(&self) -> Arc<SessionMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    async fn observe<T>(
+        &self,
+        operation: &'static str,
+        counter: &AtomicU64,
+        work: impl Future<Output = Result<T, StoreError>>,
+        outcome: fn(&T) -> &'static str,
+    ) -> Result<T, StoreError> {
+        bump(counter);
+        let span = tracing::debug_span!(
+            "latchkey.store",
+            store = self.inner.name(),
+            operation,
+            outcome = Empty,
+            latency_us = Empty
+        );
+        let started = Instant::now();
+        let result = work.instrument(span.clone()).await;
+        let latency = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        span.record("latency_us", latency);
+        match &result {
+            Ok(value) => {
+                span.record("outcome", outcome(value));
+            }
+            Err(err) => {
+                bump(&self.metrics.store_errors);
+                span.record("outcome", "error");
+                tracing::warn!(parent: &span, store = self.inner.name(), operation, error = %err, "session store operation failed");
+            }
+        }
+        result
+    }
+}
+
+fn ok<T>(_: &T) -> &'static str {
+    "ok"
+}
+
+impl SessionStore for ObservedStore {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
+        self.observe("load", &self.metrics.loads, self.inner.load(id), |r| {
+            if r.is_some() { "found" } else { "absent" }
+        })
+        .await
+    }
+
+    async fn create(&self, id: &SessionId, record: &Record) -> Result<(), StoreError> {
+        self.observe(
+            "create",
+            &self.metrics.creates,
+            self.inner.create(id, record),
+            ok,
+        )
+        .await
+    }
+
+    async fn save(
+        &self,
+        id: &SessionId,
+        record: &Record,
+        expected_version: u64,
+    ) -> Result<SaveOutcome, StoreError> {
+        self.observe(
+            "save",
+            &self.metrics.saves,
+            self.inner.save(id, record, expected_version),
+            |o| match o {
+                SaveOutcome::Saved(_) => "saved",
+                SaveOutcome::Conflict => "conflict",
+                SaveOutcome::Missing => "missing",
+            },
+        )
+        .await
+    }
+
+    async fn touch(&self, id: &SessionId, deadlines: Deadlines) -> Result<bool, StoreError> {
+        self.observe(
+            "touch",
+            &self.metrics.touches,
+            self.inner.touch(id, deadlines),
+            |t| {
+                if *t { "touched" } else { "absent" }
+            },
+        )
+        .await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.observe("delete", &self.metrics.deletes, self.inner.delete(id), ok)
+            .await
+    }
+
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, StoreError> {
+        self.inner.list_by_owner(owner).await
+    }
+
+    async fn delete_by_owner(
+        &self,
+        owner: &str,
+        keep: Option<&SessionId>,
+    ) -> Result<u64, StoreError> {
+        self.inner.delete_by_owner(owner, keep).await
+    }
+
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        self.inner.delete_expired().await
+    }
+}
