@@ -118,6 +118,22 @@ pub mod guides {
     #[doc = include_str!("../../../docs/postgres.md")]
     #[cfg(feature = "postgres")]
     pub mod postgres {}
+
+    #[doc = include_str!("../../../docs/security.md")]
+    #[cfg(feature = "memory")]
+    pub mod security {}
+
+    #[doc = include_str!("../../../docs/observability.md")]
+    #[cfg(feature = "memory")]
+    pub mod observability {}
+
+    #[doc = include_str!("../../../docs/migrate-actix-session.md")]
+    #[cfg(all(feature = "actix-session", feature = "redis"))]
+    pub mod migrate_actix_session {}
+
+    #[doc = include_str!("../../../docs/migrate-express-session.md")]
+    #[cfg(feature = "redis")]
+    pub mod migrate_express_session {}
 }
 
 /// The in-process store (feature `memory`, on by default).
