@@ -61,6 +61,17 @@ pub struct ActixSessionStore {
 
 impl ActixSessionStore {
     /// Wraps any latchkey store.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use latchkey::AnyStore;
+    /// use latchkey::bridge::ActixSessionStore;
+    ///
+    /// let chosen = AnyStore::new(latchkey::memory::MemoryStore::new());
+    /// let store = ActixSessionStore::new(chosen);
+    /// # drop(store);
+    /// ```
     pub fn new<S: SessionStore>(store: S) -> Self {
         Self {
             store: AnyStore::new(store),

@@ -13,6 +13,12 @@ use crate::middleware::SessionMiddleware;
 use crate::write_gate::WriteGate;
 
 /// How the session cookie's value is protected.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(latchkey::CookieContentSecurity::default(), latchkey::CookieContentSecurity::Signed);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum CookieContentSecurity {
@@ -25,6 +31,12 @@ pub enum CookieContentSecurity {
 }
 
 /// How long the browser keeps the session cookie.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(latchkey::CookieLifetime::default(), latchkey::CookieLifetime::BrowserSession);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum CookieLifetime {
@@ -96,6 +108,20 @@ pub struct SessionMiddlewareBuilder {
 }
 
 /// A configuration the builder refuses, with what to fix.
+///
+/// # Examples
+///
+/// ```
+/// use actix_web::cookie::Key;
+/// use latchkey::{ConfigError, SessionMiddleware, memory::MemoryStore};
+///
+/// let err = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+///     .cookie_name("my session")
+///     .build()
+///     .unwrap_err();
+/// assert!(matches!(err, ConfigError::InvalidCookieName(_)));
+/// println!("{err}"); // says which characters a cookie name may hold
+/// ```
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -147,6 +173,19 @@ impl SessionMiddlewareBuilder {
     /// here. A cookie made with an old key is accepted and re-issued with the new
     /// one, so clients move over as they visit; drop an old key once its cookies
     /// have expired. Default: none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .previous_keys([Key::generate()])
+    ///     .build()?;
+    /// # drop(sessions);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
     pub fn previous_keys(mut self, keys: impl IntoIterator<Item = Key>) -> Self {
         self.keys.0.truncate(1);
         self.keys.0.extend(keys);
@@ -157,6 +196,19 @@ impl SessionMiddlewareBuilder {
     ///
     /// Default: [`CookieContentSecurity::Signed`]; the token is random, so
     /// encrypting it hides nothing and costs a little per request.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .cookie_content_security(latchkey::CookieContentSecurity::Private)
+    ///     .build()?;
+    /// # drop(sessions);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
     pub fn cookie_content_security(mut self, security: CookieContentSecurity) -> Self {
         self.security = security;
         self
@@ -166,12 +218,38 @@ impl SessionMiddlewareBuilder {
     ///
     /// A name starting with `__Host-` makes the browser enforce `Secure`,
     /// `Path=/` and no `Domain`; `build` checks that the configuration agrees.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .cookie_name("__Host-session")
+    ///     .build()?;
+    /// # drop(sessions);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
     pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
         self.cookie_name = name.into();
         self
     }
 
     /// The cookie's `Path`. Default: `/`, so every route sees the session.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .cookie_path("/app")
+    ///     .build()?;
+    /// # drop(sessions);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
     pub fn cookie_path(mut self, path: impl Into<String>) -> Self {
         self.cookie_path = path.into();
         self
@@ -179,6 +257,19 @@ impl SessionMiddlewareBuilder {
 
     /// The cookie's `Domain`. Default: none, so the cookie goes back only to the
     /// exact host that set it, not to its subdomains.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .cookie_domain("example.com")
+    ///     .build()?;
+    /// # drop(sessions);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
     pub fn cookie_domain(mut self, domain: impl Into<String>) -> Self {
         self.cookie_domain = Some(domain.into());
         self
@@ -186,6 +277,19 @@ impl SessionMiddlewareBuilder {
 
     /// The cookie's `Secure` flag. Default: `true`, so the token never travels
     /// over plain HTTP. Turn it off only for local development over `http://`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .cookie_secure(false) // local development over http:// only
+    ///     .build()?;
+    /// # drop(sessions);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
     pub fn cookie_secure(mut self, secure: bool) -> Self {
         self.cookie_secure = secure;
         self
@@ -193,6 +297,19 @@ impl SessionMiddlewareBuilder {
 
     /// The cookie's `HttpOnly` flag. Default: `true`, so page scripts (and
     /// injected ones) cannot read the token.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .cookie_http_only(true)
+    ///     .build()?;
+    /// # drop(sessions);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
     pub fn cookie_http_only(mut self, http_only: bool) -> Self {
         self.cookie_http_only = http_only;
         self
@@ -201,12 +318,38 @@ impl SessionMiddlewareBuilder {
     /// The cookie's `SameSite`. Default: `Lax`, which withholds the cookie from
     /// cross-site sub-requests and POSTs (a CSRF defence) yet keeps users
     /// logged in when they follow a link to the site.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .cookie_same_site(actix_web::cookie::SameSite::Strict)
+    ///     .build()?;
+    /// # drop(sessions);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
     pub fn cookie_same_site(mut self, same_site: SameSite) -> Self {
         self.cookie_same_site = same_site;
         self
     }
 
     /// Browser-session (default) or persistent cookie; see [`CookieLifetime`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .cookie_lifetime(latchkey::CookieLifetime::Persistent)
+    ///     .build()?;
+    /// # drop(sessions);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
     pub fn cookie_lifetime(mut self, lifetime: CookieLifetime) -> Self {
         self.cookie_lifetime = lifetime;
         self
@@ -216,6 +359,19 @@ impl SessionMiddlewareBuilder {
     ///
     /// Default: 24 hours, the same as actix-session's default TTL. Shorten it
     /// for high-value applications (OWASP suggests 15–30 minutes).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .idle_timeout(std::time::Duration::from_secs(30 * 60))
+    ///     .build()?;
+    /// # drop(sessions);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self
@@ -224,6 +380,19 @@ impl SessionMiddlewareBuilder {
     /// How long a session lives however often it is used, enforced by the
     /// server. Default: 7 days, so a stolen cookie stops working within a week
     /// even if it is kept in use.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .lifetime(std::time::Duration::from_secs(8 * 3600))
+    ///     .build()?;
+    /// # drop(sessions);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
     pub fn lifetime(mut self, lifetime: Duration) -> Self {
         self.lifetime = lifetime;
         self
@@ -237,6 +406,19 @@ impl SessionMiddlewareBuilder {
     /// Default: a tenth of the idle timeout, so a read-only request costs a store
     /// write at most once per that interval while the deadline stays within 10%
     /// of exact.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .idle_extension_interval(std::time::Duration::from_secs(60))
+    ///     .build()?;
+    /// # drop(sessions);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
     pub fn idle_extension_interval(mut self, interval: Duration) -> Self {
         self.extension_interval = Some(interval);
         self
@@ -246,6 +428,19 @@ impl SessionMiddlewareBuilder {
     ///
     /// Default: `503 Service Unavailable`, which tells clients and load
     /// balancers to retry later. The body is always an opaque message.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .store_error_status(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR)
+    ///     .build()?;
+    /// # drop(sessions);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
     pub fn store_error_status(mut self, status: StatusCode) -> Self {
         self.store_error_status = status;
         self
@@ -256,6 +451,19 @@ impl SessionMiddlewareBuilder {
     ///
     /// Default: 16, enough for dozens of concurrent writers to one session; each
     /// retry waits a little longer, with jitter, so writers spread out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .max_conflict_retries(32)
+    ///     .build()?;
+    /// # drop(sessions);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
     pub fn max_conflict_retries(mut self, retries: u32) -> Self {
         self.max_conflict_retries = retries;
         self
@@ -265,12 +473,38 @@ impl SessionMiddlewareBuilder {
     ///
     /// Default: 64 KiB; sessions are read on every request, so large ones cost
     /// every request. `insert` or `update` beyond it fails and changes nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .max_session_bytes(16 * 1024)
+    ///     .build()?;
+    /// # drop(sessions);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
     pub fn max_session_bytes(mut self, bytes: usize) -> Self {
         self.max_session_bytes = bytes;
         self
     }
 
     /// The most keys a session may hold. Default: 256.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .max_keys(64)
+    ///     .build()?;
+    /// # drop(sessions);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
     pub fn max_keys(mut self, keys: usize) -> Self {
         self.max_keys = keys;
         self
@@ -281,6 +515,19 @@ impl SessionMiddlewareBuilder {
     /// # Errors
     ///
     /// A [`ConfigError`] saying what to fix.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{ConfigError, SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let refused = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .cookie_name("__Host-id")
+    ///     .cookie_secure(false)
+    ///     .build();
+    /// assert_eq!(refused.unwrap_err(), ConfigError::HostPrefixViolated);
+    /// ```
     pub fn build(self) -> Result<SessionMiddleware, ConfigError> {
         if !is_cookie_name(&self.cookie_name) {
             return Err(ConfigError::InvalidCookieName(self.cookie_name));

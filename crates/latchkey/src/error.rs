@@ -9,6 +9,16 @@ use latchkey_core::StoreError;
 /// As an actix-web error it answers with an opaque body that names no internals:
 /// store failures with the middleware's configured status (503 by default),
 /// everything else with a 500.
+///
+/// # Examples
+///
+/// ```
+/// use actix_web::ResponseError as _;
+///
+/// let err = latchkey::Error::TooManyKeys { limit: 8 };
+/// assert_eq!(err.status_code(), actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+/// assert_eq!(err.to_string(), "session would hold more than 8 keys");
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -45,6 +45,13 @@ pub struct SessionMetrics {
 }
 
 /// The counters at one moment.
+///
+/// # Examples
+///
+/// ```
+/// let snapshot = latchkey::SessionMetrics::default().snapshot();
+/// assert_eq!(snapshot.conflicts_given_up, 0);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MetricsSnapshot {
@@ -76,6 +83,13 @@ fn bump(counter: &AtomicU64) {
 
 impl SessionMetrics {
     /// The counters now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let metrics = latchkey::SessionMetrics::default();
+    /// assert_eq!(metrics.snapshot(), latchkey::MetricsSnapshot::default());
+    /// ```
     pub fn snapshot(&self) -> MetricsSnapshot {
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
         MetricsSnapshot {

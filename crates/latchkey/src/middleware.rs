@@ -116,7 +116,19 @@ where
     }
 }
 
-/// The per-worker service made by [`SessionMiddleware`].
+/// The per-worker service made by [`SessionMiddleware`]; actix-web creates it,
+/// applications never name it.
+///
+/// # Examples
+///
+/// ```
+/// use actix_web::{App, cookie::Key};
+/// use latchkey::{SessionMiddleware, memory::MemoryStore};
+///
+/// // `wrap` turns the middleware into one `SessionService` per worker.
+/// let app = App::new().wrap(SessionMiddleware::new(MemoryStore::new(), Key::generate()));
+/// # drop(app);
+/// ```
 #[derive(Debug)]
 pub struct SessionService<S> {
     service: Rc<S>,

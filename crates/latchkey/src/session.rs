@@ -15,6 +15,17 @@ use crate::error::Error;
 use crate::ops::Op;
 
 /// What a request has done to its session so far.
+///
+/// # Examples
+///
+/// ```
+/// async fn handler(session: latchkey::Session) -> Result<(), latchkey::Error> {
+///     session.insert("k", 1)?;
+///     assert_eq!(session.status(), latchkey::SessionStatus::Changed);
+///     Ok(())
+/// }
+/// # let _ = handler;
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SessionStatus {
