@@ -9,6 +9,7 @@ use latchkey_core::{
     Deadlines, Record, SaveOutcome, SessionData, SessionId, SessionStore, StoreError, Timestamp,
 };
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
 use redis::{RedisError, RedisResult, Value};
 
 use crate::scripts::{Call, Scripts, is_noscript, pipeline};
@@ -53,6 +54,10 @@ struct Shared {
     prefix: String,
     timeout: Duration,
     scripts: Scripts,
+    /// Redis Cluster: a session key and an owner index live in different slots,
+    /// so commands for several keys go out one per key, concurrently, instead of
+    /// as one pipeline (which a cluster refuses across slots).
+    cluster: bool,
 }
 
 impl<C> std::fmt::Debug for RedisStore<C> {
@@ -155,6 +160,58 @@ impl RedisStore<ConnectionManager> {
     }
 }
 
+impl RedisStore<ClusterConnection> {
+    /// A store on a Redis Cluster, given some of its nodes' URLs; the client
+    /// discovers the rest, follows slot moves and fails over with the cluster.
+    ///
+    /// # Errors
+    ///
+    /// When no node answers within the timeout or the URLs are invalid.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use latchkey_redis::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), latchkey_core::StoreError> {
+    /// let nodes = ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"];
+    /// let store = RedisStore::connect_cluster(nodes, Duration::from_secs(1)).await?
+    ///     .with_prefix("myapp:");
+    /// # drop(store);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect_cluster<I, U>(nodes: I, timeout: Duration) -> Result<Self, StoreError>
+    where
+        I: IntoIterator<Item = U>,
+        U: AsRef<str>,
+    {
+        let urls: Vec<String> = nodes.into_iter().map(|n| n.as_ref().to_owned()).collect();
+        let client = redis::cluster::ClusterClient::builder(urls)
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .build()
+            .map_err(backend)?;
+        let conn = match tokio::time::timeout(timeout, client.get_async_connection()).await {
+            Ok(conn) => conn.map_err(backend)?,
+            Err(_) => {
+                return Err(StoreError::Timeout {
+                    store: STORE,
+                    after: timeout,
+                });
+            }
+        };
+        Ok(Self::from_cluster_connection(conn).with_command_timeout(timeout))
+    }
+
+    /// A store on an existing cluster connection.
+    pub fn from_cluster_connection(conn: ClusterConnection) -> Self {
+        let store = Self::from_connection(conn);
+        store.reconfigure(|shared| shared.cluster = true)
+    }
+}
+
 impl<C> RedisStore<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
@@ -168,6 +225,7 @@ where
                 prefix: DEFAULT_PREFIX.to_owned(),
                 timeout: DEFAULT_COMMAND_TIMEOUT,
                 scripts: Scripts::new(),
+                cluster: false,
             }),
         }
     }
@@ -187,6 +245,7 @@ where
             prefix: self.shared.prefix.clone(),
             timeout: self.shared.timeout,
             scripts: Scripts::new(),
+            cluster: self.shared.cluster,
         };
         change(&mut shared);
         Self {
@@ -243,6 +302,9 @@ where
 
     /// Sends the calls in one pipeline, reloading scripts the server lost.
     async fn eval(&self, calls: Vec<Call>) -> Result<Vec<Value>, StoreError> {
+        if self.shared.cluster {
+            return self.eval_per_key(calls).await;
+        }
         let mut conn = self.conn.clone();
         let scripts = &self.shared.scripts;
         let results = self
@@ -275,6 +337,69 @@ where
             })
             .await?;
         Ok(results)
+    }
+
+    /// The cluster form of [`eval`](Self::eval): each call on its own, all at
+    /// once, each routed to its key's node.
+    async fn eval_per_key(&self, calls: Vec<Call>) -> Result<Vec<Value>, StoreError> {
+        let scripts = &self.shared.scripts;
+        let one = |call: Call| {
+            let mut conn = self.conn.clone();
+            async move {
+                match call.command().query_async::<Value>(&mut conn).await {
+                    Err(err)
+                        if err.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    {
+                        if let Some(source) = scripts.source_of(&call.hash) {
+                            // Routed to every primary by the cluster client.
+                            redis::cmd("SCRIPT")
+                                .arg("LOAD")
+                                .arg(source)
+                                .query_async::<Value>(&mut conn)
+                                .await?;
+                        }
+                        call.command().query_async::<Value>(&mut conn).await
+                    }
+                    other => other,
+                }
+            }
+        };
+        self.bounded(futures_util::future::try_join_all(
+            calls.into_iter().map(one),
+        ))
+        .await
+    }
+
+    /// `HGETALL` of several session keys: one pipeline, or one command per key
+    /// on a cluster.
+    async fn load_many(
+        &self,
+        keys: Vec<String>,
+    ) -> Result<Vec<HashMap<String, String>>, StoreError> {
+        if self.shared.cluster {
+            let one = |key: String| {
+                let mut conn = self.conn.clone();
+                async move {
+                    redis::cmd("HGETALL")
+                        .arg(key)
+                        .query_async::<HashMap<String, String>>(&mut conn)
+                        .await
+                }
+            };
+            return self
+                .bounded(futures_util::future::try_join_all(
+                    keys.into_iter().map(one),
+                ))
+                .await;
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("HGETALL").arg(key);
+        }
+        let mut conn = self.conn.clone();
+        self.bounded(async move { pipe.query_async(&mut conn).await })
+            .await
     }
 
     fn index_call(&self, owner: &str, id: &SessionId, record: &Record) -> Call {
@@ -454,16 +579,11 @@ where
         if members.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for member in &members {
-            pipe.cmd("HGETALL")
-                .arg(format!("{}s:{member}", self.shared.prefix));
-        }
-        let hashes: Vec<HashMap<String, String>> = {
-            let mut conn = conn.clone();
-            self.bounded(async move { pipe.query_async(&mut conn).await })
-                .await?
-        };
+        let keys = members
+            .iter()
+            .map(|member| format!("{}s:{member}", self.shared.prefix))
+            .collect();
+        let hashes = self.load_many(keys).await?;
         let now = Timestamp::now();
         let mut live = Vec::new();
         let mut stale = Vec::new();

@@ -146,20 +146,24 @@ impl PrivateRedis {
     ///
     /// As for [`PrivateRedis::start`].
     pub fn restart(&mut self) -> std::io::Result<()> {
+        let persistence: &[&str] = if self.data_dir.is_some() {
+            &["--appendonly", "yes", "--appendfsync", "always"]
+        } else {
+            &["--appendonly", "no"]
+        };
+        self.spawn(persistence)
+    }
+
+    fn spawn(&mut self, extra: &[&str]) -> std::io::Result<()> {
         self.stop();
         let mut command = std::process::Command::new("redis-server");
         command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--daemonize", "no"]);
-        match &self.data_dir {
-            Some(dir) => command.arg("--dir").arg(dir).args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ]),
-            None => command.args(["--appendonly", "no"]),
-        };
+            .args(["--save", "", "--daemonize", "no"])
+            .args(extra);
+        if let Some(dir) = &self.data_dir {
+            command.arg("--dir").arg(dir);
+        }
         let child = command
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -201,4 +205,185 @@ pub fn wait_for_port(port: u16, limit: std::time::Duration) -> std::io::Result<(
         std::io::ErrorKind::TimedOut,
         format!("nothing listens on 127.0.0.1:{port} after {limit:?}"),
     ))
+}
+
+/// A Redis Cluster of a test's own: six `redis-server --cluster-enabled yes`
+/// processes on free loopback ports (three primaries, one replica each), joined
+/// with `redis-cli --cluster create`, torn down on drop.
+#[derive(Debug)]
+pub struct PrivateRedisCluster {
+    nodes: Vec<PrivateRedis>,
+}
+
+impl PrivateRedisCluster {
+    /// Starts the six nodes, creates the cluster and waits until every slot is served.
+    ///
+    /// # Errors
+    ///
+    /// When `redis-server` or `redis-cli` is missing, or the cluster does not
+    /// form within 30 seconds.
+    pub fn start() -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(unique_name("latchkey_cluster"));
+        std::fs::create_dir_all(&dir)?;
+        let mut nodes = Vec::new();
+        for _ in 0..6 {
+            let port = free_port()?;
+            let node_dir = dir.join(port.to_string());
+            std::fs::create_dir_all(&node_dir)?;
+            let mut node = PrivateRedis {
+                port,
+                child: None,
+                data_dir: Some(node_dir),
+            };
+            node.spawn(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-node-timeout",
+                "1000",
+                "--appendonly",
+                "no",
+            ])?;
+            nodes.push(node);
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let output = std::process::Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .map_err(|err| {
+                std::io::Error::new(
+                    err.kind(),
+                    format!("cannot run redis-cli ({err}); install redis-tools"),
+                )
+            })?;
+        if !output.status.success() {
+            return Err(std::io::Error::other(format!(
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&output.stdout)
+            )));
+        }
+        let cluster = Self { nodes };
+        cluster.wait_until_ok(std::time::Duration::from_secs(30))?;
+        cluster.wait_for_replicas(std::time::Duration::from_secs(30))?;
+        Ok(cluster)
+    }
+
+    /// The nodes' URLs.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(PrivateRedis::url)
+            .collect()
+    }
+
+    /// Stops the node that serves slot 0 as primary (as a crash would), so its
+    /// replica takes over; returns its port.
+    ///
+    /// # Errors
+    ///
+    /// When the cluster's layout cannot be read.
+    pub fn stop_a_primary(&mut self) -> std::io::Result<u16> {
+        let port = self.cli_any(&["cluster", "nodes"]).and_then(|nodes| {
+            nodes.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let is_primary = fields.get(2).is_some_and(|flags| flags.contains("master"));
+                let serves_slot_zero = fields.iter().skip(8).any(|range| range.starts_with("0-"));
+                let port = fields
+                    .get(1)?
+                    .split(['@', ':'])
+                    .nth(1)?
+                    .parse::<u16>()
+                    .ok()?;
+                (is_primary && serves_slot_zero).then_some(port)
+            })
+        });
+        let port = port.ok_or_else(|| std::io::Error::other("no primary serves slot 0"))?;
+        if let Some(node) = self.nodes.iter_mut().find(|n| n.port == port) {
+            node.stop();
+        }
+        Ok(port)
+    }
+
+    /// Waits until the cluster reports `cluster_state:ok` on every running node.
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut` when it does not within `limit`.
+    pub fn wait_until_ok(&self, limit: std::time::Duration) -> std::io::Result<()> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            let all_ok = self.nodes.iter().filter(|n| n.child.is_some()).all(|node| {
+                cli(node.port, &["cluster", "info"])
+                    .is_some_and(|info| info.contains("cluster_state:ok"))
+            });
+            if all_ok {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the cluster did not reach cluster_state:ok",
+        ))
+    }
+
+    /// Waits until every replica is in sync with its primary, so that a
+    /// primary's failure can be taken over.
+    fn wait_for_replicas(&self, limit: std::time::Duration) -> std::io::Result<()> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            let synced = self.nodes.iter().all(|node| {
+                cli(node.port, &["info", "replication"]).is_some_and(|info| {
+                    info.contains("role:master") || info.contains("master_link_status:up")
+                })
+            });
+            if synced {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "replicas did not sync",
+        ))
+    }
+
+    fn cli_any(&self, args: &[&str]) -> Option<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .find_map(|n| cli(n.port, args))
+    }
+}
+
+impl Drop for PrivateRedisCluster {
+    fn drop(&mut self) {
+        let dirs: Vec<_> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.data_dir.clone())
+            .collect();
+        self.nodes.clear();
+        if let Some(parent) = dirs.first().and_then(|d| d.parent()) {
+            let _ = std::fs::remove_dir_all(parent);
+        }
+    }
+}
+
+fn cli(port: u16, args: &[&str]) -> Option<String> {
+    let output = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
 }
