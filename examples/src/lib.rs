@@ -15,7 +15,7 @@
 //! | variable | meaning | default |
 //! | --- | --- | --- |
 //! | `PORT` | port on 127.0.0.1 to listen on | `8080` |
-//! | `LATCHKEY_STORE` | which store: `memory`, a `redis://host:port` or a `postgres://user@host/db` URL | `memory` |
+//! | `LATCHKEY_STORE` | which store: `memory`, a `redis://host:port`, `redis-cluster://host:port,host:port` or `postgres://user@host/db` URL | `memory` |
 //! | `LATCHKEY_KEY` | cookie key, at least 64 bytes of secret text | a fresh random key, with a warning |
 //! | `LATCHKEY_SECURE_COOKIE` | `1` to mark the cookie `Secure` (behind TLS) | off, see below |
 //! | `LATCHKEY_IDLE_SECS` (or `--idle SECONDS`) | idle timeout | 24 h; 260 s for `login` and `devices` |

@@ -35,8 +35,9 @@ pub async fn store_from_env() -> Result<AnyStore, StartError> {
     store_from_spec(&spec).await
 }
 
-/// The store named by `spec`: `memory`, a `redis://` / `rediss://` URL, or a
-/// `postgres://` URL (its migrations are applied).
+/// The store named by `spec`: `memory`, a `redis://` / `rediss://` URL, a
+/// Redis Cluster as `redis-cluster://host:port,host:port,…`, or a `postgres://`
+/// URL (its migrations are applied).
 ///
 /// A server store is checked with one round trip, so a wrong URL fails at
 /// start-up rather than on the first request.
@@ -60,6 +61,21 @@ pub async fn store_from_spec(spec: &str) -> Result<AnyStore, StartError> {
             store.ping().await.map_err(unreachable)?;
             Ok(AnyStore::new(store))
         }
+        "redis-cluster" => {
+            let nodes: Vec<String> = spec
+                .trim_start_matches("redis-cluster://")
+                .split(',')
+                .map(|node| format!("redis://{node}"))
+                .collect();
+            let store = latchkey::redis::RedisStore::connect_cluster(nodes, Duration::from_secs(1))
+                .await
+                .map_err(|err| {
+                    StartError(format!(
+                        "LATCHKEY_STORE: Redis Cluster at {spec} is not usable: {err}"
+                    ))
+                })?;
+            Ok(AnyStore::new(store))
+        }
         "postgres" | "postgresql" => {
             let unusable = |err: &dyn std::fmt::Display| {
                 StartError(format!(
@@ -78,7 +94,7 @@ pub async fn store_from_spec(spec: &str) -> Result<AnyStore, StartError> {
             Ok(AnyStore::new(store))
         }
         other => Err(StartError(format!(
-            "LATCHKEY_STORE={spec:?}: unknown store {other:?}; use `memory`, a redis:// or a postgres:// URL"
+            "LATCHKEY_STORE={spec:?}: unknown store {other:?}; use `memory`, a redis://, redis-cluster:// or postgres:// URL"
         ))),
     }
 }
