@@ -81,6 +81,7 @@
 
 #[cfg(feature = "actix-session")]
 pub mod bridge;
+pub mod cache;
 mod config;
 mod cookie;
 mod error;

@@ -1,0 +1,108 @@
+//! The read-through cache: conformance on Redis with and without a staleness
+//! bound, the bound across instances, stale copies never winning a write, and
+//! the store round trips it saves.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use latchkey::cache::CachedStore;
+use latchkey::{Deadlines, Record, SaveOutcome, SessionStore, SessionToken, Timestamp};
+use latchkey_tests::stores::{Calls, CountingStore, redis_store};
+
+fn record() -> Record {
+    let now = Timestamp::now();
+    let hour = Duration::from_secs(3600);
+    let mut record = Record::new(now, Deadlines::starting_at(now, hour, hour));
+    record.data.insert("n".into(), 1.into());
+    record
+}
+
+#[actix_rt::test]
+async fn the_cache_conforms_with_and_without_a_staleness_bound() {
+    for bound in [Duration::ZERO, Duration::from_secs(5)] {
+        latchkey_testkit::run_all(|| async move {
+            CachedStore::new(redis_store().await).max_staleness(bound)
+        })
+        .await;
+    }
+}
+
+#[actix_rt::test]
+async fn changes_from_another_instance_show_within_the_bound() {
+    let shared = redis_store().await;
+    for (bound, served_stale) in [(Duration::ZERO, false), (Duration::from_millis(400), true)] {
+        let (here, elsewhere) = (
+            CachedStore::new(shared.clone()).max_staleness(bound),
+            CachedStore::new(shared.clone()).max_staleness(bound),
+        );
+        let id = SessionToken::generate().unwrap().id();
+        here.create(&id, &record()).await.unwrap();
+        assert!(here.load(&id).await.unwrap().is_some());
+        elsewhere.delete(&id).await.unwrap();
+        assert_eq!(
+            here.load(&id).await.unwrap().is_some(),
+            served_stale,
+            "bound {bound:?}"
+        );
+        tokio::time::sleep(bound + Duration::from_millis(50)).await;
+        assert!(
+            here.load(&id).await.unwrap().is_none(),
+            "bound {bound:?}: revoked after the bound"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn a_stale_copy_never_wins_a_write() {
+    let shared = redis_store().await;
+    let here = CachedStore::new(shared.clone()).max_staleness(Duration::from_secs(60));
+    let elsewhere = CachedStore::new(shared.clone());
+    let id = SessionToken::generate().unwrap().id();
+    here.create(&id, &record()).await.unwrap();
+    let stale = here.load(&id).await.unwrap().unwrap();
+    let mut theirs = elsewhere.load(&id).await.unwrap().unwrap();
+    theirs.data.insert("n".into(), 2.into());
+    assert_eq!(
+        elsewhere.save(&id, &theirs, theirs.version).await.unwrap(),
+        SaveOutcome::Saved(2)
+    );
+
+    let mut ours = here.load(&id).await.unwrap().unwrap();
+    assert_eq!(
+        ours.version, stale.version,
+        "within the bound the cached copy is served"
+    );
+    ours.data.insert("n".into(), 99.into());
+    assert_eq!(
+        here.save(&id, &ours, ours.version).await.unwrap(),
+        SaveOutcome::Conflict
+    );
+    let fresh = here.load(&id).await.unwrap().unwrap();
+    assert_eq!(fresh.version, 2, "a conflict drops the stale copy");
+    assert_eq!(fresh.data["n"], serde_json::json!(2));
+}
+
+#[actix_rt::test]
+async fn a_bound_saves_store_round_trips_on_reads() {
+    let counting = CountingStore::new(redis_store().await);
+    let calls = Arc::clone(&counting.calls);
+    let id = SessionToken::generate().unwrap().id();
+    counting.create(&id, &record()).await.unwrap();
+    for (bound, expected_loads) in [(Duration::ZERO, 200), (Duration::from_secs(5), 1)] {
+        let cached = CachedStore::new(counting.clone()).max_staleness(bound);
+        let before = Calls::of(&calls.load);
+        let started = Instant::now();
+        for _ in 0..200 {
+            assert!(cached.load(&id).await.unwrap().is_some());
+        }
+        let elapsed = started.elapsed();
+        let loads = Calls::of(&calls.load) - before;
+        assert_eq!(loads, expected_loads, "bound {bound:?}");
+        println!(
+            "cache bound {bound:?}: 200 loads, {loads} reached Redis, {:?} per load",
+            elapsed / 200
+        );
+    }
+}
