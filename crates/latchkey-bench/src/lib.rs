@@ -69,6 +69,8 @@ pub enum Kind {
     LatchkeyRedis,
     /// latchkey on PostgreSQL.
     LatchkeyPostgres,
+    /// latchkey on Redis behind the read-through cache, 1 s staleness bound.
+    LatchkeyRedisCached,
     /// The same Redis round trips by hand, no session logic: the floor on Redis.
     RawRedis,
     /// The same PostgreSQL round trips by hand: the floor on PostgreSQL.
@@ -77,13 +79,14 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order runs alternate through them.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Bare,
         Kind::ActixCookie,
         Kind::ActixRedis,
         Kind::LatchkeyMemory,
         Kind::LatchkeyRedis,
         Kind::LatchkeyPostgres,
+        Kind::LatchkeyRedisCached,
         Kind::RawRedis,
         Kind::RawPostgres,
     ];
@@ -97,6 +100,7 @@ impl Kind {
             Kind::LatchkeyMemory => "latchkey-memory",
             Kind::LatchkeyRedis => "latchkey-redis",
             Kind::LatchkeyPostgres => "latchkey-postgres",
+            Kind::LatchkeyRedisCached => "latchkey-redis-cached",
             Kind::RawRedis => "raw-redis",
             Kind::RawPostgres => "raw-postgres",
         }
@@ -111,7 +115,7 @@ impl Kind {
     pub fn uses_redis(self) -> bool {
         matches!(
             self,
-            Kind::ActixRedis | Kind::LatchkeyRedis | Kind::RawRedis
+            Kind::ActixRedis | Kind::LatchkeyRedis | Kind::LatchkeyRedisCached | Kind::RawRedis
         )
     }
 

@@ -367,7 +367,9 @@ fn redis_commands(kind: Kind, backends: &Backends) -> Option<u64> {
         counts
             .iter()
             .filter(|(name, _)| match kind {
-                Kind::LatchkeyRedis => LATCHKEY_CLIENT_COMMANDS.contains(&name.as_str()),
+                Kind::LatchkeyRedis | Kind::LatchkeyRedisCached => {
+                    LATCHKEY_CLIENT_COMMANDS.contains(&name.as_str())
+                }
                 _ => !ADMIN_COMMANDS.contains(&name.as_str()),
             })
             .map(|(_, n)| n)

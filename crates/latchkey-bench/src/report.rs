@@ -324,6 +324,8 @@ pub fn render(settings: &Settings, m: &Measurements, command: &str, elapsed: Dur
         (Kind::LatchkeyRedis, Kind::Bare),
         (Kind::LatchkeyRedis, Kind::ActixRedis),
         (Kind::LatchkeyRedis, Kind::RawRedis),
+        (Kind::LatchkeyRedisCached, Kind::LatchkeyRedis),
+        (Kind::LatchkeyRedisCached, Kind::RawRedis),
         (Kind::LatchkeyPostgres, Kind::Bare),
         (Kind::LatchkeyPostgres, Kind::RawPostgres),
     ];

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use actix_web::cookie::{Cookie, Key};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
@@ -70,7 +71,10 @@ pub async fn serve(kind: Kind, port: u16, backends: Backends) -> std::io::Result
         .workers(1)
         .bind(("127.0.0.1", port))?
         .run(),
-        Kind::LatchkeyMemory | Kind::LatchkeyRedis | Kind::LatchkeyPostgres => {
+        Kind::LatchkeyMemory
+        | Kind::LatchkeyRedis
+        | Kind::LatchkeyPostgres
+        | Kind::LatchkeyRedisCached => {
             let store = latchkey_store(kind, &backends).await?;
             HttpServer::new(move || {
                 let sessions = SessionMiddleware::builder(store.clone(), key.clone())
@@ -169,14 +173,11 @@ pub async fn serve(kind: Kind, port: u16, backends: Backends) -> std::io::Result
 
 async fn latchkey_store(kind: Kind, backends: &Backends) -> std::io::Result<AnyStore> {
     Ok(match kind {
-        Kind::LatchkeyRedis => {
-            let store = latchkey::redis::RedisStore::builder(&backends.redis_url)
-                .prefix(format!("{}lk:", backends.redis_prefix))
-                .build()
-                .map_err(std::io::Error::other)?;
-            store.ping().await.map_err(std::io::Error::other)?;
-            AnyStore::new(store)
-        }
+        Kind::LatchkeyRedisCached => AnyStore::new(
+            latchkey::cache::CachedStore::new(redis_store(backends).await?)
+                .max_staleness(Duration::from_secs(1)),
+        ),
+        Kind::LatchkeyRedis => AnyStore::new(redis_store(backends).await?),
         Kind::LatchkeyPostgres => {
             let store = latchkey::postgres::PostgresStore::builder(&backends.database_url)
                 .schema(&backends.schema)
@@ -187,6 +188,15 @@ async fn latchkey_store(kind: Kind, backends: &Backends) -> std::io::Result<AnyS
         }
         _ => AnyStore::new(latchkey::memory::MemoryStore::new()),
     })
+}
+
+async fn redis_store(backends: &Backends) -> std::io::Result<latchkey::redis::RedisStore> {
+    let store = latchkey::redis::RedisStore::builder(&backends.redis_url)
+        .prefix(format!("{}lk:", backends.redis_prefix))
+        .build()
+        .map_err(std::io::Error::other)?;
+    store.ping().await.map_err(std::io::Error::other)?;
+    Ok(store)
 }
 
 async fn latchkey_new(session: Session) -> Result<String, latchkey::Error> {
