@@ -120,6 +120,9 @@ pub mod guides {
     #[cfg(feature = "postgres")]
     pub mod postgres {}
 
+    #[doc = include_str!("../../../docs/scaling.md")]
+    pub mod scaling {}
+
     #[doc = include_str!("../../../docs/security.md")]
     #[cfg(feature = "memory")]
     pub mod security {}
