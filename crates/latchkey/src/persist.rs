@@ -137,10 +137,14 @@ pub(crate) async fn persist(
                 if attempt > 0 && attempt < config.max_conflict_retries {
                     actix_web::rt::time::sleep(backoff(attempt)).await;
                 }
-                let Some(fresh) = store.load(&id).await? else {
+                let Some(mut fresh) = store.load(&id).await? else {
                     return Ok(CookieAction::Remove);
                 };
-                (data, owner) = replay(&state.ops, fresh.data.clone(), fresh.owner.clone())?;
+                (data, owner) = replay(
+                    &state.ops,
+                    std::mem::take(&mut fresh.data),
+                    fresh.owner.clone(),
+                )?;
                 current = fresh;
             }
         }

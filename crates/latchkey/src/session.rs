@@ -56,7 +56,7 @@ pub(crate) struct State {
     pub(crate) stale_key: bool,
     /// The token of the stored session, `None` for a session not stored yet.
     pub(crate) token: Option<SessionToken>,
-    /// The stored record as loaded (or reloaded after a conflict).
+    /// The stored record as loaded, without its values (they are in `data`).
     pub(crate) base: Option<Record>,
     pub(crate) data: SessionData,
     pub(crate) owner: Option<String>,
@@ -84,12 +84,15 @@ impl State {
         }
     }
 
-    fn existing(token: SessionToken, record: Record, stale_key: bool) -> Self {
+    fn existing(token: SessionToken, mut record: Record, stale_key: bool) -> Self {
+        // The working copy takes the values; `base` keeps version, owner and
+        // deadlines, which is all the write-back needs from it.
+        let data = std::mem::take(&mut record.data);
         Self {
             had_cookie: true,
             stale_key,
             token: Some(token),
-            data: record.data.clone(),
+            data,
             owner: record.owner.clone(),
             base: Some(record),
             ops: Vec::new(),
