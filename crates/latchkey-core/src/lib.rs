@@ -40,11 +40,15 @@
 //! # let _ = bump::<latchkey_core::AnyStore>;
 //! ```
 
+#[cfg(feature = "tokio")]
+mod cleanup;
 mod error;
 mod record;
 mod store;
 mod token;
 
+#[cfg(feature = "tokio")]
+pub use self::cleanup::{CleanupHandle, NoRuntime, spawn_cleanup};
 pub use self::error::{BoxError, StoreError, TokenError};
 pub use self::record::{Deadlines, Record, SessionData, Timestamp};
 pub use self::store::{AnyStore, SaveOutcome, SessionStore};

@@ -24,4 +24,4 @@ mod store;
 mod sweeper;
 
 pub use self::store::{MemoryStore, MemoryStoreBuilder};
-pub use self::sweeper::{NoRuntime, SweeperHandle};
+pub use latchkey_core::{CleanupHandle, NoRuntime};

@@ -2,41 +2,9 @@
 
 use std::time::Duration;
 
-use latchkey_core::SessionStore as _;
-use tokio::task::JoinHandle;
+use latchkey_core::{CleanupHandle, NoRuntime, spawn_cleanup};
 
 use crate::MemoryStore;
-
-/// [`MemoryStore::spawn_sweeper`] was called outside a Tokio runtime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NoRuntime;
-
-impl std::fmt::Display for NoRuntime {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("no Tokio runtime is running: spawn the sweeper from inside one (e.g. in main under #[actix_web::main])")
-    }
-}
-
-impl std::error::Error for NoRuntime {}
-
-/// Stops the sweeper when dropped or when [`SweeperHandle::stop`] is called.
-#[derive(Debug)]
-pub struct SweeperHandle {
-    task: JoinHandle<()>,
-}
-
-impl SweeperHandle {
-    /// Stops the sweeper.
-    pub fn stop(self) {
-        self.task.abort();
-    }
-}
-
-impl Drop for SweeperHandle {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 impl MemoryStore {
     /// Starts a task that removes all expired sessions every `interval`.
@@ -64,28 +32,15 @@ impl MemoryStore {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn spawn_sweeper(&self, interval: Duration) -> Result<SweeperHandle, NoRuntime> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| NoRuntime)?;
-        let store = self.clone();
-        let task = runtime.spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                if let Ok(removed) = store.delete_expired().await
-                    && removed > 0
-                {
-                    tracing::debug!(removed, "swept expired sessions");
-                }
-            }
-        });
-        Ok(SweeperHandle { task })
+    pub fn spawn_sweeper(&self, interval: Duration) -> Result<CleanupHandle, NoRuntime> {
+        spawn_cleanup(self.clone(), interval)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use latchkey_core::{Deadlines, Record, SessionId, SessionStore as _, Timestamp};
 
     #[test]
     fn spawning_outside_a_runtime_is_an_error_not_a_panic() {
@@ -95,5 +50,26 @@ mod tests {
                 .unwrap_err(),
             NoRuntime
         );
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_removes_expired_sessions_without_any_reads_or_writes() {
+        let store = MemoryStore::builder()
+            .sweep_interval(Duration::from_secs(3600))
+            .build();
+        let now = Timestamp::now();
+        let short = Duration::from_millis(50);
+        store
+            .create(
+                &SessionId::from_bytes([1; 32]),
+                &Record::new(now, Deadlines::starting_at(now, short, short)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.len(), 1);
+        let sweeper = store.spawn_sweeper(Duration::from_millis(20)).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(store.len(), 0, "the expired session was swept by the task");
+        sweeper.stop();
     }
 }

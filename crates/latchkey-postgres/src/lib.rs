@@ -6,13 +6,13 @@ mod migrate;
 mod sql;
 mod store;
 
-pub use self::cleanup::{CleanupHandle, NoRuntime};
 pub use self::ident::{Identifier, InvalidIdentifier};
 pub use self::migrate::{MIGRATIONS, Migration};
 pub use self::store::{
     ConfigError, DEFAULT_CLEANUP_BATCH, DEFAULT_SCHEMA, DEFAULT_TABLE, DEFAULT_TIMEOUT,
     PostgresStore, PostgresStoreBuilder,
 };
+pub use latchkey_core::{CleanupHandle, NoRuntime};
 
 /// The pool crate this store is built on, for building pools by hand.
 pub use deadpool_postgres;

@@ -261,7 +261,7 @@ where
 
     /// The Redis key of a session: `{prefix}s:{64 hex digits of the id}`.
     pub fn session_key(&self, id: &SessionId) -> String {
-        format!("{}s:{}", self.shared.prefix, id.to_hex())
+        self.member_key(&id.to_hex())
     }
 
     /// The Redis key of an owner's index: `{prefix}o:{owner}`.
@@ -400,6 +400,40 @@ where
         let mut conn = self.conn.clone();
         self.bounded(async move { pipe.query_async(&mut conn).await })
             .await
+    }
+
+    /// The session key of an owner-index member (a hex id).
+    fn member_key(&self, member: &str) -> String {
+        format!("{}s:{member}", self.shared.prefix)
+    }
+
+    /// The hex ids in an owner's index.
+    async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        self.bounded(async move {
+            redis::cmd("SMEMBERS")
+                .arg(index)
+                .query_async(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    /// Drops entries from an owner's index.
+    async fn drop_index_members(
+        &self,
+        index: &str,
+        members: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.bounded(async move {
+            redis::cmd("SREM")
+                .arg(index)
+                .arg(members)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
     }
 
     fn index_call(&self, owner: &str, id: &SessionId, record: &Record) -> Call {
@@ -563,25 +597,14 @@ where
     }
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, StoreError> {
-        let mut conn = self.conn.clone();
         let index = self.owner_key(owner);
-        let members: Vec<String> = {
-            let index = index.clone();
-            let mut conn = conn.clone();
-            self.bounded(async move {
-                redis::cmd("SMEMBERS")
-                    .arg(index)
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?
-        };
+        let members = self.index_members(&index).await?;
         if members.is_empty() {
             return Ok(Vec::new());
         }
         let keys = members
             .iter()
-            .map(|member| format!("{}s:{member}", self.shared.prefix))
+            .map(|member| self.member_key(member))
             .collect();
         let hashes = self.load_many(keys).await?;
         let now = Timestamp::now();
@@ -597,14 +620,7 @@ where
         }
         if !stale.is_empty() {
             // Entries of sessions that expired, were deleted or changed owner.
-            self.bounded(async move {
-                redis::cmd("SREM")
-                    .arg(index)
-                    .arg(stale)
-                    .query_async::<()>(&mut conn)
-                    .await
-            })
-            .await?;
+            self.drop_index_members(&index, stale).await?;
         }
         Ok(live)
     }
@@ -615,19 +631,10 @@ where
         keep: Option<&SessionId>,
     ) -> Result<u64, StoreError> {
         let index = self.owner_key(owner);
-        let members: Vec<String> = {
-            let index = index.clone();
-            let mut conn = self.conn.clone();
-            self.bounded(async move {
-                redis::cmd("SMEMBERS")
-                    .arg(index)
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?
-        };
         let keep_hex = keep.map(SessionId::to_hex);
-        let doomed: Vec<String> = members
+        let doomed: Vec<String> = self
+            .index_members(&index)
+            .await?
             .into_iter()
             .filter(|m| Some(m) != keep_hex.as_ref())
             .collect();
@@ -639,7 +646,7 @@ where
             .map(|member| {
                 Call::new(
                     &self.shared.scripts.delete_if_owned,
-                    format!("{}s:{member}", self.shared.prefix).into_bytes(),
+                    self.member_key(member).into_bytes(),
                 )
                 .arg(owner)
             })
@@ -648,15 +655,7 @@ where
         for reply in self.eval(calls).await? {
             deleted += u64::from(integer(Some(reply))? == 1);
         }
-        let mut conn = self.conn.clone();
-        self.bounded(async move {
-            redis::cmd("SREM")
-                .arg(index)
-                .arg(doomed)
-                .query_async::<()>(&mut conn)
-                .await
-        })
-        .await?;
+        self.drop_index_members(&index, doomed).await?;
         Ok(deleted)
     }
 

@@ -198,10 +198,12 @@ impl Session {
     /// # let _ = handler;
     /// ```
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        let value = self.state().data.get(key).cloned();
-        value
+        // Deserialize from the stored value in place rather than from a copy.
+        self.state()
+            .data
+            .get(key)
             .map(|value| {
-                serde_json::from_value(value).map_err(|source| Error::Deserialize {
+                T::deserialize(value).map_err(|source| Error::Deserialize {
                     key: key.to_owned(),
                     source,
                 })
