@@ -271,3 +271,27 @@ fn an_unreachable_server_is_an_error_within_the_timeout() {
         drop(silent);
     });
 }
+
+#[test]
+fn a_store_on_an_application_pool_works_and_validates_names() {
+    block_on(async {
+        let config: tokio_postgres::Config = database_url().parse().unwrap();
+        let manager = latchkey_postgres::deadpool_postgres::Manager::new(config, NoTls);
+        let pool = latchkey_postgres::deadpool_postgres::Pool::builder(manager)
+            .max_size(2)
+            .build()
+            .unwrap();
+        assert!(PostgresStore::from_pool(pool.clone(), "bad schema", "t").is_err());
+        let store = PostgresStore::from_pool(pool, &unique_name("from_pool"), "sessions").unwrap();
+        store.migrate().await.unwrap();
+        let id = SessionToken::generate().unwrap().id();
+        store
+            .create(&id, &record(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.load(&id).await.unwrap().unwrap().data["n"],
+            serde_json::json!(1)
+        );
+    });
+}

@@ -252,3 +252,24 @@ fn a_server_that_never_answers_times_out() {
         drop(silent);
     });
 }
+
+#[test]
+fn connect_checks_the_server_at_once() {
+    block_on(async {
+        let store = RedisStore::connect(&redis_url()).await.unwrap();
+        let id = SessionToken::generate().unwrap().id();
+        store
+            .create(&id, &record(Duration::from_secs(5)))
+            .await
+            .unwrap();
+        assert!(store.load(&id).await.unwrap().is_some());
+        let closed = latchkey_testkit::servers::free_port().unwrap();
+        let err = RedisStore::connect(&format!("redis://127.0.0.1:{closed}"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Backend { .. } | StoreError::Timeout { .. }),
+            "{err:?}"
+        );
+    });
+}
