@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use latchkey_testkit::servers::unique_name;
 
-use latchkey::{AnyStore, Deadlines, Record, SaveOutcome, SessionId, SessionStore, StoreError};
+use latchkey::{
+    AnyStore, Deadlines, DeleteOutcome, Record, RuntimeSlot, SaveOutcome, SessionId, SessionStore,
+    StoreError,
+};
 
 /// Every backend, by name, each isolated from other tests: a fresh memory store,
 /// the real Redis at `REDIS_URL` under a unique key prefix, and the real
@@ -129,6 +132,14 @@ fn bump(counter: &AtomicUsize) {
 }
 
 impl<S: SessionStore> SessionStore for CountingStore<S> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn runtime_slot(&self) -> Option<&RuntimeSlot> {
+        self.inner.runtime_slot()
+    }
+
     fn load(
         &self,
         id: &SessionId,
@@ -168,6 +179,15 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
     fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send {
         bump(&self.calls.delete);
         self.inner.delete(id)
+    }
+
+    fn delete_at_version(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<DeleteOutcome, StoreError>> + Send {
+        bump(&self.calls.delete);
+        self.inner.delete_at_version(id, expected_version)
     }
 
     fn list_by_owner(
@@ -238,6 +258,14 @@ impl SessionStore for FailingStore {
     }
 
     fn delete(&self, _: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send {
+        failure()
+    }
+
+    fn delete_at_version(
+        &self,
+        _: &SessionId,
+        _: u64,
+    ) -> impl Future<Output = Result<DeleteOutcome, StoreError>> + Send {
         failure()
     }
 

@@ -44,6 +44,7 @@
 mod cleanup;
 mod error;
 mod record;
+mod runtime_slot;
 mod store;
 mod token;
 
@@ -51,5 +52,6 @@ mod token;
 pub use self::cleanup::{CleanupHandle, NoRuntime, spawn_cleanup};
 pub use self::error::{BoxError, StoreError, TokenError};
 pub use self::record::{Deadlines, Record, SessionData, Timestamp};
-pub use self::store::{AnyStore, SaveOutcome, SessionStore};
+pub use self::runtime_slot::RuntimeSlot;
+pub use self::store::{AnyStore, DeleteOutcome, SaveOutcome, SessionStore};
 pub use self::token::{SessionId, SessionToken, TOKEN_ENCODED_LEN};

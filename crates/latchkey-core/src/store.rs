@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::error::StoreError;
 use crate::record::{Deadlines, Record};
+use crate::runtime_slot::RuntimeSlot;
 use crate::token::SessionId;
 
 /// What a compare-and-set [`SessionStore::save`] did.
@@ -19,6 +20,20 @@ pub enum SaveOutcome {
     Conflict,
     /// Not written: there is no live session under this id (deleted or expired
     /// meanwhile). The session must not be brought back.
+    Missing,
+}
+
+/// What a conditional [`SessionStore::delete_at_version`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum DeleteOutcome {
+    /// The session was at the expected version and is gone now.
+    Deleted,
+    /// Not deleted: the stored version differs from the expected one. Reload,
+    /// reapply the change and try again.
+    Conflict,
+    /// Not deleted: there is no live session under this id (deleted or expired
+    /// meanwhile).
     Missing,
 }
 
@@ -37,6 +52,7 @@ pub enum SaveOutcome {
 /// | [`save`](Self::save) | compare-and-set on the version, see [`SaveOutcome`] |
 /// | [`touch`](Self::touch) | replace the deadlines without rewriting data or version |
 /// | [`delete`](Self::delete) | remove; deleting an absent session is not an error |
+/// | [`delete_at_version`](Self::delete_at_version) | remove only at the expected version, see [`DeleteOutcome`] |
 /// | [`list_by_owner`](Self::list_by_owner) | the owner's live sessions, from an index, not a scan |
 /// | [`delete_by_owner`](Self::delete_by_owner) | remove the owner's sessions, optionally keeping one |
 /// | [`delete_expired`](Self::delete_expired) | remove expired records; a no-op where the backend expires them itself |
@@ -46,6 +62,17 @@ pub trait SessionStore: Send + Sync + 'static {
     /// A short name for logs and metrics, e.g. `"redis"`.
     fn name(&self) -> &'static str {
         "custom"
+    }
+
+    /// The slot, shared by every clone of this store, where the middleware keeps
+    /// its write queue and metrics; see [`RuntimeSlot`].
+    ///
+    /// The default, `None`, gives each middleware built on the store its own.
+    /// A store whose clones share one backend should keep a `RuntimeSlot` next to
+    /// that backend and return it, so that middleware built once per worker acts
+    /// as one.
+    fn runtime_slot(&self) -> Option<&RuntimeSlot> {
+        None
     }
 
     /// Loads a live session.
@@ -82,6 +109,18 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Removes a session and its owner-index entry. Idempotent.
     fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Removes a live session if and only if it is stored at `expected_version`:
+    /// the compare-and-set form of [`delete`](Self::delete).
+    ///
+    /// Renewal retires the old id with it, so a session that another request
+    /// changed meanwhile is reloaded rather than lost, and one that was deleted
+    /// meanwhile (logged out elsewhere) is never renewed back to life.
+    fn delete_at_version(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<DeleteOutcome, StoreError>> + Send;
+
     /// The owner's live sessions, in no particular order.
     fn list_by_owner(
         &self,
@@ -102,6 +141,10 @@ pub trait SessionStore: Send + Sync + 'static {
 impl<S: SessionStore> SessionStore for Arc<S> {
     fn name(&self) -> &'static str {
         S::name(self)
+    }
+
+    fn runtime_slot(&self) -> Option<&RuntimeSlot> {
+        S::runtime_slot(self)
     }
 
     fn load(
@@ -140,6 +183,14 @@ impl<S: SessionStore> SessionStore for Arc<S> {
         S::delete(self, id)
     }
 
+    fn delete_at_version(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<DeleteOutcome, StoreError>> + Send {
+        S::delete_at_version(self, id, expected_version)
+    }
+
     fn list_by_owner(
         &self,
         owner: &str,
@@ -165,6 +216,7 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// The object-safe mirror of [`SessionStore`], behind [`AnyStore`].
 trait ErasedStore: Send + Sync + 'static {
     fn name(&self) -> &'static str;
+    fn runtime_slot(&self) -> Option<&RuntimeSlot>;
     fn load<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
     fn create<'a>(
         &'a self,
@@ -183,6 +235,11 @@ trait ErasedStore: Send + Sync + 'static {
         deadlines: Deadlines,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn delete_at_version<'a>(
+        &'a self,
+        id: &'a SessionId,
+        expected_version: u64,
+    ) -> BoxFuture<'a, Result<DeleteOutcome, StoreError>>;
     fn list_by_owner<'a>(
         &'a self,
         owner: &'a str,
@@ -198,6 +255,10 @@ trait ErasedStore: Send + Sync + 'static {
 impl<S: SessionStore> ErasedStore for S {
     fn name(&self) -> &'static str {
         SessionStore::name(self)
+    }
+
+    fn runtime_slot(&self) -> Option<&RuntimeSlot> {
+        SessionStore::runtime_slot(self)
     }
 
     fn load<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
@@ -231,6 +292,14 @@ impl<S: SessionStore> ErasedStore for S {
 
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(SessionStore::delete(self, id))
+    }
+
+    fn delete_at_version<'a>(
+        &'a self,
+        id: &'a SessionId,
+        expected_version: u64,
+    ) -> BoxFuture<'a, Result<DeleteOutcome, StoreError>> {
+        Box::pin(SessionStore::delete_at_version(self, id, expected_version))
     }
 
     fn list_by_owner<'a>(
@@ -297,6 +366,10 @@ impl SessionStore for AnyStore {
         self.0.name()
     }
 
+    fn runtime_slot(&self) -> Option<&RuntimeSlot> {
+        self.0.runtime_slot()
+    }
+
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
         self.0.load(id).await
     }
@@ -320,6 +393,14 @@ impl SessionStore for AnyStore {
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         self.0.delete(id).await
+    }
+
+    async fn delete_at_version(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+    ) -> Result<DeleteOutcome, StoreError> {
+        self.0.delete_at_version(id, expected_version).await
     }
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, StoreError> {

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use latchkey_core::{
-    Deadlines, Record, SaveOutcome, SessionId, SessionStore, StoreError, Timestamp,
+    Deadlines, DeleteOutcome, Record, RuntimeSlot, SaveOutcome, SessionId, SessionStore,
+    StoreError, Timestamp,
 };
 
 /// How often, at most, writes sweep one shard of expired sessions.
@@ -42,6 +43,7 @@ struct Inner {
     sweep_interval: Duration,
     next_sweep_at: AtomicU64,
     sweep_cursor: AtomicUsize,
+    runtime: RuntimeSlot,
 }
 
 /// Configures a [`MemoryStore`].
@@ -111,6 +113,7 @@ impl MemoryStoreBuilder {
                 sweep_interval: self.sweep_interval,
                 next_sweep_at: AtomicU64::new(0),
                 sweep_cursor: AtomicUsize::new(0),
+                runtime: RuntimeSlot::new(),
             }),
         }
     }
@@ -308,6 +311,27 @@ impl MemoryStore {
         SaveOutcome::Saved(expected + 1)
     }
 
+    fn delete_at_version_now(
+        &self,
+        id: &SessionId,
+        expected: u64,
+        now: Timestamp,
+    ) -> DeleteOutcome {
+        let mut shard = lock(self.shard(id));
+        match shard.get(id) {
+            Some(record) if record.is_expired_at(now) => {
+                self.remove_locked(&mut shard, id);
+                DeleteOutcome::Missing
+            }
+            Some(record) if record.version != expected => DeleteOutcome::Conflict,
+            Some(_) => {
+                self.remove_locked(&mut shard, id);
+                DeleteOutcome::Deleted
+            }
+            None => DeleteOutcome::Missing,
+        }
+    }
+
     fn touch_now(&self, id: &SessionId, deadlines: Deadlines, now: Timestamp) -> bool {
         let mut shard = lock(self.shard(id));
         match shard.get_mut(id) {
@@ -345,6 +369,10 @@ impl SessionStore for MemoryStore {
         "memory"
     }
 
+    fn runtime_slot(&self) -> Option<&RuntimeSlot> {
+        Some(&self.inner.runtime)
+    }
+
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
         Ok(self.load_now(id, Timestamp::now()))
     }
@@ -369,6 +397,14 @@ impl SessionStore for MemoryStore {
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         self.remove_locked(&mut lock(self.shard(id)), id);
         Ok(())
+    }
+
+    async fn delete_at_version(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+    ) -> Result<DeleteOutcome, StoreError> {
+        Ok(self.delete_at_version_now(id, expected_version, Timestamp::now()))
     }
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, StoreError> {

@@ -10,6 +10,7 @@ pub(crate) struct Statements {
     pub(crate) save: String,
     pub(crate) touch: String,
     pub(crate) delete: String,
+    pub(crate) delete_at_version: String,
     pub(crate) list_by_owner: String,
     pub(crate) delete_by_owner: String,
     pub(crate) delete_expired_batch: String,
@@ -53,6 +54,14 @@ impl Statements {
             ),
             // $1 id
             delete: format!("DELETE FROM {t} WHERE id = $1"),
+            // $1 id, $2 expected version, $3 now. Like `save`, one round trip
+            // tells deleted / conflict / missing apart.
+            delete_at_version: format!(
+                "WITH deleted AS ( \
+                   DELETE FROM {t} WHERE id = $1 AND version = $2 AND expires_at > $3 RETURNING 1) \
+                 SELECT (SELECT 1 FROM deleted), \
+                        (SELECT version FROM {t} WHERE id = $1 AND expires_at > $3)"
+            ),
             // $1 owner, $2 now
             list_by_owner: format!(
                 "SELECT id, {COLUMNS} FROM {t} WHERE owner = $1 AND expires_at > $2"

@@ -9,7 +9,8 @@ use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use latchkey_core::{
-    Deadlines, Record, SaveOutcome, SessionData, SessionId, SessionStore, StoreError, Timestamp,
+    Deadlines, DeleteOutcome, Record, RuntimeSlot, SaveOutcome, SessionData, SessionId,
+    SessionStore, StoreError, Timestamp,
 };
 use tokio_postgres::types::Json;
 use tokio_postgres::{NoTls, Row};
@@ -63,6 +64,7 @@ struct Shared {
     timeout: Duration,
     cleanup_batch: i64,
     sql: Statements,
+    runtime: RuntimeSlot,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -347,6 +349,7 @@ impl PostgresStore {
                 timeout,
                 cleanup_batch,
                 sql,
+                runtime: RuntimeSlot::new(),
             }),
         }
     }
@@ -482,6 +485,10 @@ impl SessionStore for PostgresStore {
         "postgres"
     }
 
+    fn runtime_slot(&self) -> Option<&RuntimeSlot> {
+        Some(&self.shared.runtime)
+    }
+
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
         let key = id.as_bytes().as_slice();
         let now = system_time(Timestamp::now());
@@ -583,6 +590,31 @@ impl SessionStore for PostgresStore {
             Ok(())
         })
         .await
+    }
+
+    async fn delete_at_version(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+    ) -> Result<DeleteOutcome, StoreError> {
+        let key = id.as_bytes().as_slice();
+        let expected = version_param(expected_version)?;
+        let now = system_time(Timestamp::now());
+        let row = self
+            .run(|client| async move {
+                let stmt = client
+                    .prepare_cached(&self.shared.sql.delete_at_version)
+                    .await?;
+                Ok(client.query_one(&stmt, &[&key, &expected, &now]).await?)
+            })
+            .await?;
+        let deleted: Option<i32> = row.try_get(0).map_err(StoreError::corrupt)?;
+        let current: Option<i64> = row.try_get(1).map_err(StoreError::corrupt)?;
+        Ok(match (deleted, current) {
+            (Some(_), _) => DeleteOutcome::Deleted,
+            (None, Some(_)) => DeleteOutcome::Conflict,
+            (None, None) => DeleteOutcome::Missing,
+        })
     }
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, StoreError> {

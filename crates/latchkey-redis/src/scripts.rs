@@ -40,6 +40,16 @@ redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 return 1
 ";
 
+/// Compare-and-delete. KEYS[1] session; ARGV expected. Returns 1 when deleted,
+/// -1 when missing, -2 on conflict.
+pub(crate) const DELETE_AT_VERSION: &str = r"
+local current = redis.call('HGET', KEYS[1], 'v')
+if not current then return -1 end
+if current ~= ARGV[1] then return -2 end
+redis.call('DEL', KEYS[1])
+return 1
+";
+
 /// Deletes a session only while it still belongs to the owner. KEYS[1] session;
 /// ARGV owner. Returns 1 when deleted.
 pub(crate) const DELETE_IF_OWNED: &str = r"
@@ -64,6 +74,7 @@ pub(crate) struct Scripts {
     pub(crate) create: Script,
     pub(crate) save: Script,
     pub(crate) touch: Script,
+    pub(crate) delete_at_version: Script,
     pub(crate) delete_if_owned: Script,
     pub(crate) index_add: Script,
 }
@@ -74,6 +85,7 @@ impl Scripts {
             create: Script::new(CREATE),
             save: Script::new(SAVE),
             touch: Script::new(TOUCH),
+            delete_at_version: Script::new(DELETE_AT_VERSION),
             delete_if_owned: Script::new(DELETE_IF_OWNED),
             index_add: Script::new(INDEX_ADD),
         }
@@ -85,6 +97,7 @@ impl Scripts {
             (&self.create, CREATE),
             (&self.save, SAVE),
             (&self.touch, TOUCH),
+            (&self.delete_at_version, DELETE_AT_VERSION),
             (&self.delete_if_owned, DELETE_IF_OWNED),
             (&self.index_add, INDEX_ADD),
         ]
@@ -157,6 +170,7 @@ mod tests {
             (&scripts.create, CREATE),
             (&scripts.save, SAVE),
             (&scripts.touch, TOUCH),
+            (&scripts.delete_at_version, DELETE_AT_VERSION),
             (&scripts.delete_if_owned, DELETE_IF_OWNED),
             (&scripts.index_add, INDEX_ADD),
         ] {
@@ -167,7 +181,14 @@ mod tests {
 
     #[test]
     fn every_script_names_exactly_one_key() {
-        for source in [CREATE, SAVE, TOUCH, DELETE_IF_OWNED, INDEX_ADD] {
+        for source in [
+            CREATE,
+            SAVE,
+            TOUCH,
+            DELETE_AT_VERSION,
+            DELETE_IF_OWNED,
+            INDEX_ADD,
+        ] {
             assert!(source.contains("KEYS[1]"));
             assert!(
                 !source.contains("KEYS[2]"),

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use latchkey_core::{
-    Deadlines, Record, SaveOutcome, SessionData, SessionId, SessionStore, StoreError, Timestamp,
+    Deadlines, DeleteOutcome, Record, RuntimeSlot, SaveOutcome, SessionData, SessionId,
+    SessionStore, StoreError, Timestamp,
 };
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
@@ -58,6 +59,7 @@ struct Shared {
     /// so commands for several keys go out one per key, concurrently, instead of
     /// as one pipeline (which a cluster refuses across slots).
     cluster: bool,
+    runtime: RuntimeSlot,
 }
 
 impl<C> std::fmt::Debug for RedisStore<C> {
@@ -226,6 +228,7 @@ where
                 timeout: DEFAULT_COMMAND_TIMEOUT,
                 scripts: Scripts::new(),
                 cluster: false,
+                runtime: RuntimeSlot::new(),
             }),
         }
     }
@@ -246,6 +249,7 @@ where
             timeout: self.shared.timeout,
             scripts: Scripts::new(),
             cluster: self.shared.cluster,
+            runtime: RuntimeSlot::new(),
         };
         change(&mut shared);
         Self {
@@ -512,6 +516,10 @@ where
         STORE
     }
 
+    fn runtime_slot(&self) -> Option<&RuntimeSlot> {
+        Some(&self.shared.runtime)
+    }
+
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
         let mut conn = self.conn.clone();
         let key = self.session_key(id);
@@ -594,6 +602,25 @@ where
                 .await
         })
         .await
+    }
+
+    async fn delete_at_version(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+    ) -> Result<DeleteOutcome, StoreError> {
+        let call = Call::new(
+            &self.shared.scripts.delete_at_version,
+            self.session_key(id).into_bytes(),
+        )
+        .arg(expected_version);
+        Ok(
+            match integer(self.eval(vec![call]).await?.into_iter().next())? {
+                1 => DeleteOutcome::Deleted,
+                -2 => DeleteOutcome::Conflict,
+                _ => DeleteOutcome::Missing,
+            },
+        )
     }
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, StoreError> {

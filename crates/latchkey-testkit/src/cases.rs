@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use latchkey_core::{
-    Deadlines, Record, SaveOutcome, SessionId, SessionStore, SessionToken, StoreError, Timestamp,
+    Deadlines, DeleteOutcome, Record, SaveOutcome, SessionId, SessionStore, SessionToken,
+    StoreError, Timestamp,
 };
 use serde_json::{Value, json};
 
@@ -297,6 +298,71 @@ pub async fn save_after_delete_is_missing_and_does_not_resurrect<S: SessionStore
             .is_empty(),
         "and out of the owner index"
     );
+}
+
+/// `delete_at_version` deletes only at the expected version: a stale version is a
+/// conflict that leaves the session as it is, and a deleted or expired session is
+/// missing and stays gone.
+pub async fn delete_at_version_is_compare_and_delete<S: SessionStore>(store: S) {
+    let mut record = live_record();
+    let owner = new_owner();
+    record.owner = Some(owner.clone());
+    record.data.insert("k".into(), json!(1));
+    let id = create(&store, &record).await;
+    let saved = save(&store, &id, &record, 1).await;
+    assert_eq!(saved, SaveOutcome::Saved(2));
+
+    let stale = store
+        .delete_at_version(&id, 1)
+        .await
+        .expect("delete_at_version");
+    assert_eq!(stale, DeleteOutcome::Conflict, "version 1 is stale");
+    assert!(
+        load(&store, &id).await.is_some(),
+        "a conflict leaves the session in place"
+    );
+
+    let current = store
+        .delete_at_version(&id, 2)
+        .await
+        .expect("delete_at_version");
+    assert_eq!(current, DeleteOutcome::Deleted);
+    assert!(load(&store, &id).await.is_none(), "deleted at its version");
+    assert!(
+        owned(&store, &owner).await.is_empty(),
+        "and out of the owner index"
+    );
+
+    let again = store
+        .delete_at_version(&id, 2)
+        .await
+        .expect("delete_at_version");
+    assert_eq!(
+        again,
+        DeleteOutcome::Missing,
+        "a deleted session is missing"
+    );
+    let unknown = store
+        .delete_at_version(&new_id(), 1)
+        .await
+        .expect("delete_at_version of an unknown id");
+    assert_eq!(unknown, DeleteOutcome::Missing);
+    assert_eq!(
+        save(&store, &id, &record, 2).await,
+        SaveOutcome::Missing,
+        "and is not brought back by a save at the deleted version"
+    );
+}
+
+/// An expired session is missing to `delete_at_version`, even at its version.
+pub async fn delete_at_version_of_expired_session_is_missing<S: SessionStore>(store: S) {
+    let id = create(&store, &record_with(SHORT, LONG)).await;
+    tokio::time::sleep(PAST_SHORT).await;
+    let outcome = store
+        .delete_at_version(&id, 1)
+        .await
+        .expect("delete_at_version");
+    assert_eq!(outcome, DeleteOutcome::Missing);
 }
 
 /// Deleting twice, or deleting what never existed, is not an error.

@@ -54,6 +54,8 @@ macro_rules! conformance_tests {
             touch_extends_without_rewriting,
             save_is_compare_and_set,
             save_after_delete_is_missing_and_does_not_resurrect,
+            delete_at_version_is_compare_and_delete,
+            delete_at_version_of_expired_session_is_missing,
             delete_is_idempotent,
             owner_index_lists_and_follows_changes,
             owner_index_skips_expired_sessions,

@@ -53,6 +53,8 @@ where
     cases::touch_extends_without_rewriting(factory().await).await;
     cases::save_is_compare_and_set(factory().await).await;
     cases::save_after_delete_is_missing_and_does_not_resurrect(factory().await).await;
+    cases::delete_at_version_is_compare_and_delete(factory().await).await;
+    cases::delete_at_version_of_expired_session_is_missing(factory().await).await;
     cases::delete_is_idempotent(factory().await).await;
     cases::owner_index_lists_and_follows_changes(factory().await).await;
     cases::owner_index_skips_expired_sessions(factory().await).await;

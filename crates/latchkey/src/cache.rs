@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use latchkey_core::{
-    Deadlines, Record, SaveOutcome, SessionId, SessionStore, StoreError, Timestamp,
+    Deadlines, DeleteOutcome, Record, RuntimeSlot, SaveOutcome, SessionId, SessionStore,
+    StoreError, Timestamp,
 };
 
 /// Default most sessions kept.
@@ -129,6 +130,10 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         self.inner.name()
     }
 
+    fn runtime_slot(&self) -> Option<&RuntimeSlot> {
+        self.inner.runtime_slot()
+    }
+
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
         if let Some(record) = self.fresh(id) {
             return Ok(Some(record));
@@ -183,6 +188,18 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         self.forget(id);
         self.inner.delete(id).await
+    }
+
+    async fn delete_at_version(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+    ) -> Result<DeleteOutcome, StoreError> {
+        self.forget(id);
+        let outcome = self.inner.delete_at_version(id, expected_version).await;
+        // A load that read the session before this delete may finish after it.
+        self.forget(id);
+        outcome
     }
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, StoreError> {

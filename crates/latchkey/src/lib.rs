@@ -101,8 +101,8 @@ pub use self::middleware::{SessionMiddleware, SessionService};
 pub use self::session::{Session, SessionStatus};
 
 pub use latchkey_core::{
-    AnyStore, Deadlines, Record, SaveOutcome, SessionData, SessionId, SessionStore, SessionToken,
-    StoreError, Timestamp, TokenError,
+    AnyStore, Deadlines, DeleteOutcome, Record, RuntimeSlot, SaveOutcome, SessionData, SessionId,
+    SessionStore, SessionToken, StoreError, Timestamp, TokenError,
 };
 
 /// The guides of the `docs/` folder, here so that their examples are compiled

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use latchkey_core::{
-    AnyStore, Deadlines, Record, SaveOutcome, SessionId, SessionStore, StoreError,
+    AnyStore, Deadlines, DeleteOutcome, Record, SaveOutcome, SessionId, SessionStore, StoreError,
 };
 use tracing::Instrument as _;
 use tracing::field::Empty;
@@ -289,6 +289,24 @@ impl SessionStore for ObservedStore {
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         self.observe("delete", &self.metrics.deletes, self.inner.delete(id), ok)
             .await
+    }
+
+    async fn delete_at_version(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+    ) -> Result<DeleteOutcome, StoreError> {
+        self.observe(
+            "delete_at_version",
+            &self.metrics.deletes,
+            self.inner.delete_at_version(id, expected_version),
+            |o| match o {
+                DeleteOutcome::Deleted => "deleted",
+                DeleteOutcome::Conflict => "conflict",
+                DeleteOutcome::Missing => "missing",
+            },
+        )
+        .await
     }
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, StoreError> {
