@@ -711,9 +711,10 @@ async fn a_session_purged_during_a_request_is_not_resurrected() {
         };
         let (slow_res, ()) = tokio::join!(slow, purge);
         assert_eq!(slow_res.status(), StatusCode::OK, "{backend}");
-        let removal =
-            session_cookie(&slow_res).expect("the late writer is told to drop the cookie");
-        assert_eq!(removal.value(), "");
+        assert!(
+            session_cookie(&slow_res).is_none(),
+            "{backend}: the late writer leaves the cookie alone (a newer one may be set meanwhile)"
+        );
         assert!(
             store
                 .load(&token_of(&cookie, &key).id())

@@ -173,10 +173,22 @@ async fn run(
     .await;
     let actual: BTreeMap<String, i64> = actix_test::read_body_json(res).await;
 
+    // The model tracks the routes' "_" key too, as the session does.
+    let filler = || [Op::Insert("_".into(), 0)];
     let mut expected = BTreeMap::new();
     apply_model(&mut expected, &base);
+    apply_model(&mut expected, &filler());
+    // A request whose changes leave the session as it loaded it writes nothing:
+    // it takes effect before the other, which then changes the session alone.
+    let mut a_alone = expected.clone();
+    apply_model(&mut a_alone, &a);
+    let a_writes = a_alone != expected;
+    apply_model(&mut expected, &filler());
     apply_model(&mut expected, &b);
-    apply_model(&mut expected, &a);
+    if a_writes {
+        apply_model(&mut expected, &a);
+    }
+    expected.remove("_");
     (actual, expected)
 }
 
@@ -184,7 +196,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn concurrent_changes_merge_by_replaying_the_later_writer(
+    fn concurrent_changes_merge_by_replaying_the_later_writer_unless_it_changed_nothing(
         base in prop::collection::vec(op(), 0..4),
         a in prop::collection::vec(op(), 0..6),
         b in prop::collection::vec(op(), 0..6),

@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use latchkey_core::{AnyStore, SessionStore};
 
 use crate::cookie::{CookieCodec, CookieKeys};
-use crate::metrics::ObservedStore;
+use crate::metrics::{ObservedStore, SessionMetrics};
 use crate::middleware::SessionMiddleware;
 use crate::write_gate::WriteGate;
 
@@ -49,6 +49,42 @@ pub enum CookieLifetime {
     Persistent,
 }
 
+/// When the idle deadline moves, so that a session in use does not expire.
+///
+/// Whatever the policy, the absolute deadline ([`lifetime`]) never moves.
+///
+/// [`lifetime`]: SessionMiddlewareBuilder::lifetime
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(latchkey::IdleExtension::default(), latchkey::IdleExtension::OnEveryRequest);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum IdleExtension {
+    /// Every request that takes the session moves the deadline: one that
+    /// changes the session as part of its save, one that only reads it with a
+    /// store touch at most once per
+    /// [extension interval](SessionMiddlewareBuilder::idle_extension_interval).
+    /// The default: a session expires only after `idle_timeout` without any use.
+    /// actix-session's `OnEveryRequest`; express-session's default store touch.
+    #[default]
+    OnEveryRequest,
+    /// Only requests that change the session move the deadline; reads never
+    /// write. actix-session's `OnStateChanges`; express-session with
+    /// `disableTouch: true`.
+    OnChange,
+    /// The idle deadline is set when the session is created and never moves: the
+    /// session lives `idle_timeout` (or `lifetime`, if shorter) from its start.
+    Never,
+}
+
+/// The longest idle timeout, lifetime or deadline `build` accepts: ten years.
+/// Longer is a mistake (a stolen cookie that never expires) and would overflow
+/// stores' expiry arithmetic.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// Everything the middleware and `Session` need, shared by all workers.
 #[derive(Debug)]
 pub(crate) struct Config {
@@ -57,12 +93,33 @@ pub(crate) struct Config {
     pub(crate) cookie_lifetime: CookieLifetime,
     pub(crate) idle_timeout: Duration,
     pub(crate) lifetime: Duration,
+    pub(crate) idle_extension: IdleExtension,
     pub(crate) extension_interval: Duration,
+    pub(crate) session_deadline: Duration,
     pub(crate) store_error_status: StatusCode,
     pub(crate) max_conflict_retries: u32,
     pub(crate) max_session_bytes: usize,
     pub(crate) max_keys: usize,
+    pub(crate) runtime: Arc<Runtime>,
+}
+
+/// The run-time state every middleware built on one store shares: writers of a
+/// session take turns across workers, and the metrics count every worker. It
+/// lives in the store's [`RuntimeSlot`](latchkey_core::RuntimeSlot), not in
+/// the middleware, because applications build the middleware once per worker.
+#[derive(Debug, Default)]
+pub(crate) struct Runtime {
     pub(crate) write_gate: WriteGate,
+    pub(crate) metrics: Arc<SessionMetrics>,
+}
+
+impl Runtime {
+    fn of(store: &AnyStore) -> Arc<Runtime> {
+        match store.runtime_slot() {
+            Some(slot) => slot.get_or_init(Runtime::default),
+            None => Arc::default(),
+        }
+    }
 }
 
 /// Configures a [`SessionMiddleware`]; made by [`SessionMiddleware::builder`].
@@ -100,7 +157,9 @@ pub struct SessionMiddlewareBuilder {
     cookie_lifetime: CookieLifetime,
     idle_timeout: Duration,
     lifetime: Duration,
+    idle_extension: IdleExtension,
     extension_interval: Option<Duration>,
+    session_deadline: Duration,
     store_error_status: StatusCode,
     max_conflict_retries: u32,
     max_session_bytes: usize,
@@ -136,9 +195,32 @@ pub enum ConfigError {
     /// A `__Secure-` cookie must be `Secure`.
     #[error("a cookie named `__Secure-…` must be Secure")]
     SecurePrefixViolated,
-    /// Idle timeout or lifetime is zero.
-    #[error("idle timeout and lifetime must be longer than zero")]
+    /// Idle timeout, lifetime or session deadline is zero.
+    #[error("idle timeout, lifetime and session deadline must be longer than zero")]
     ZeroTimeout,
+    /// A duration is longer than the ten years `build` accepts.
+    #[error("{setting} of {given:?} is longer than the {max:?} allowed")]
+    DurationTooLong {
+        /// The setting, e.g. `"lifetime"`.
+        setting: &'static str,
+        /// The duration given.
+        given: Duration,
+        /// The longest accepted.
+        max: Duration,
+    },
+    /// Under [`IdleExtension::OnEveryRequest`], an extension interval as long as
+    /// the idle timeout never fires: sessions in use would expire. Shorten the
+    /// interval, or choose [`IdleExtension::OnChange`] for "write only when
+    /// the session changes".
+    #[error(
+        "idle extension interval {interval:?} is not shorter than the idle timeout {idle_timeout:?}, so it never fires; shorten it or use IdleExtension::OnChange"
+    )]
+    ExtensionIntervalNeverFires {
+        /// The interval given.
+        interval: Duration,
+        /// The idle timeout it must be shorter than.
+        idle_timeout: Duration,
+    },
     /// The store-error status is not a 4xx or 5xx.
     #[error("the status for store errors must be a client or server error, got {0}")]
     NotAnErrorStatus(u16),
@@ -159,7 +241,9 @@ impl SessionMiddlewareBuilder {
             cookie_lifetime: CookieLifetime::default(),
             idle_timeout: Duration::from_secs(24 * 3600),
             lifetime: Duration::from_secs(7 * 24 * 3600),
+            idle_extension: IdleExtension::default(),
             extension_interval: None,
+            session_deadline: Duration::from_secs(10),
             store_error_status: StatusCode::SERVICE_UNAVAILABLE,
             max_conflict_retries: 16,
             max_session_bytes: 64 * 1024,
@@ -398,10 +482,34 @@ impl SessionMiddlewareBuilder {
         self
     }
 
-    /// How much time must pass between two extensions of the idle deadline.
-    /// Requests that change nothing write only to extend it; requests that do
-    /// change the session also move it only on this schedule, which spares
-    /// stores an index update on most saves.
+    /// When the idle deadline moves; see [`IdleExtension`].
+    ///
+    /// Default: [`IdleExtension::OnEveryRequest`], so a session in use never
+    /// expires before its absolute lifetime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{IdleExtension, SessionMiddleware, memory::MemoryStore};
+    ///
+    /// // Like actix-session's `OnStateChanges`: reads never write.
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .idle_extension(IdleExtension::OnChange)
+    ///     .build()?;
+    /// # drop(sessions);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
+    pub fn idle_extension(mut self, policy: IdleExtension) -> Self {
+        self.idle_extension = policy;
+        self
+    }
+
+    /// Under [`IdleExtension::OnEveryRequest`], how much time must pass between
+    /// two extensions of the idle deadline by requests that only read the
+    /// session (requests that change it move the deadline as part of their
+    /// save). It must be shorter than the idle timeout; `build` refuses one
+    /// that could never fire.
     ///
     /// Default: a tenth of the idle timeout, so a read-only request costs a store
     /// write at most once per that interval while the deadline stays within 10%
@@ -421,6 +529,32 @@ impl SessionMiddlewareBuilder {
     /// ```
     pub fn idle_extension_interval(mut self, interval: Duration) -> Self {
         self.extension_interval = Some(interval);
+        self
+    }
+
+    /// The most time one request may spend on its session's store work: the
+    /// load, the wait for its turn behind other writers of the same session, and
+    /// the write-back with every replay. Past it, the request answers the
+    /// [store-error status](Self::store_error_status) and the change is not saved
+    /// (a write already sent may still land; it is never sent twice).
+    ///
+    /// Default: 10 seconds, well past a healthy store's latency yet short
+    /// enough that a stalled store cannot hold requests open indefinitely.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .session_deadline(std::time::Duration::from_secs(2))
+    ///     .build()?;
+    /// # drop(sessions);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
+    pub fn session_deadline(mut self, deadline: Duration) -> Self {
+        self.session_deadline = deadline;
         self
     }
 
@@ -540,8 +674,31 @@ impl SessionMiddlewareBuilder {
         if self.cookie_name.starts_with("__Secure-") && !self.cookie_secure {
             return Err(ConfigError::SecurePrefixViolated);
         }
-        if self.idle_timeout.is_zero() || self.lifetime.is_zero() {
+        if self.idle_timeout.is_zero() || self.lifetime.is_zero() || self.session_deadline.is_zero()
+        {
             return Err(ConfigError::ZeroTimeout);
+        }
+        for (setting, given) in [
+            ("idle timeout", self.idle_timeout),
+            ("lifetime", self.lifetime),
+            ("session deadline", self.session_deadline),
+        ] {
+            if given > MAX_DURATION {
+                return Err(ConfigError::DurationTooLong {
+                    setting,
+                    given,
+                    max: MAX_DURATION,
+                });
+            }
+        }
+        if let Some(interval) = self.extension_interval
+            && self.idle_extension == IdleExtension::OnEveryRequest
+            && interval >= self.idle_timeout
+        {
+            return Err(ConfigError::ExtensionIntervalNeverFires {
+                interval,
+                idle_timeout: self.idle_timeout,
+            });
         }
         if !(self.store_error_status.is_client_error() || self.store_error_status.is_server_error())
         {
@@ -563,18 +720,21 @@ impl SessionMiddlewareBuilder {
             http_only: self.cookie_http_only,
             same_site: self.cookie_same_site,
         };
+        let runtime = Runtime::of(&self.store);
         SessionMiddleware::from_config(Arc::new(Config {
-            store: ObservedStore::new(self.store, Arc::default()),
+            store: ObservedStore::new(self.store, Arc::clone(&runtime.metrics)),
             codec,
             cookie_lifetime: self.cookie_lifetime,
             idle_timeout: self.idle_timeout,
             lifetime: self.lifetime,
+            idle_extension: self.idle_extension,
             extension_interval: self.extension_interval.unwrap_or(self.idle_timeout / 10),
+            session_deadline: self.session_deadline,
             store_error_status: self.store_error_status,
             max_conflict_retries: self.max_conflict_retries,
             max_session_bytes: self.max_session_bytes,
             max_keys: self.max_keys,
-            write_gate: WriteGate::new(),
+            runtime,
         }))
     }
 }
@@ -641,6 +801,70 @@ mod tests {
             ConfigError::SecurePrefixViolated
         );
         assert!(builder().cookie_name("__Host-id").build().is_ok());
+    }
+
+    #[test]
+    fn rejects_durations_past_ten_years() {
+        let century = Duration::from_secs(100 * 365 * 24 * 3600);
+        assert!(matches!(
+            builder().lifetime(Duration::MAX).build(),
+            Err(ConfigError::DurationTooLong {
+                setting: "lifetime",
+                ..
+            })
+        ));
+        assert!(matches!(
+            builder().idle_timeout(century).build(),
+            Err(ConfigError::DurationTooLong {
+                setting: "idle timeout",
+                ..
+            })
+        ));
+        assert!(builder().lifetime(MAX_DURATION).build().is_ok());
+    }
+
+    #[test]
+    fn rejects_an_extension_interval_that_never_fires() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            builder()
+                .idle_timeout(hour)
+                .idle_extension_interval(hour)
+                .build()
+                .unwrap_err(),
+            ConfigError::ExtensionIntervalNeverFires {
+                interval: hour,
+                idle_timeout: hour
+            }
+        );
+        // The interval matters only when reads extend the deadline.
+        assert!(
+            builder()
+                .idle_timeout(hour)
+                .idle_extension_interval(hour)
+                .idle_extension(IdleExtension::OnChange)
+                .build()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn middleware_built_per_worker_shares_one_runtime() {
+        let store = MemoryStore::new();
+        let key = Key::generate();
+        let first = SessionMiddlewareBuilder::new(store.clone(), key.clone()).build();
+        let second = SessionMiddlewareBuilder::new(store, key).build();
+        let (Ok(first), Ok(second)) = (first, second) else {
+            panic!("default configuration builds");
+        };
+        assert!(Arc::ptr_eq(&first.metrics(), &second.metrics()));
+        let other = SessionMiddlewareBuilder::new(MemoryStore::new(), Key::generate())
+            .build()
+            .map(|m| m.metrics());
+        assert!(
+            other.is_ok_and(|m| !Arc::ptr_eq(&m, &first.metrics())),
+            "another store has its own"
+        );
     }
 
     #[test]

@@ -65,6 +65,14 @@ pub enum Error {
         /// How many times the change was replayed.
         retries: u32,
     },
+    /// The request's session work (load, waiting for its turn, write-back) took
+    /// longer than the configured
+    /// [session deadline](crate::SessionMiddlewareBuilder::session_deadline).
+    #[error("session work exceeded its deadline of {deadline:?}")]
+    DeadlineExceeded {
+        /// The configured deadline.
+        deadline: std::time::Duration,
+    },
     /// `Session` was extracted in an app without `SessionMiddleware`.
     #[error("Session was used without SessionMiddleware wrapping the app")]
     MissingMiddleware,
@@ -75,7 +83,9 @@ impl Error {
     pub(crate) fn is_store_failure(&self) -> bool {
         matches!(
             self,
-            Error::Store(_) | Error::ConflictRetriesExhausted { .. }
+            Error::Store(_)
+                | Error::ConflictRetriesExhausted { .. }
+                | Error::DeadlineExceeded { .. }
         )
     }
 }

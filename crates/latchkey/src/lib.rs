@@ -85,15 +85,15 @@ pub mod cache;
 mod config;
 mod cookie;
 mod error;
+mod lifecycle;
 mod metrics;
 mod middleware;
 mod ops;
-mod persist;
 mod session;
 mod write_gate;
 
 pub use self::config::{
-    ConfigError, CookieContentSecurity, CookieLifetime, SessionMiddlewareBuilder,
+    ConfigError, CookieContentSecurity, CookieLifetime, IdleExtension, SessionMiddlewareBuilder,
 };
 pub use self::error::Error;
 pub use self::metrics::{MetricsSnapshot, SessionMetrics};

@@ -42,6 +42,7 @@ pub struct SessionMetrics {
     store_errors: AtomicU64,
     sessions_created: AtomicU64,
     sessions_destroyed: AtomicU64,
+    cookies_rejected: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -75,6 +76,9 @@ pub struct MetricsSnapshot {
     pub sessions_created: u64,
     /// Sessions ended by purge or renewal.
     pub sessions_destroyed: u64,
+    /// Session cookies that failed verification (forged, tampered, malformed
+    /// or signed with a retired key); none reaches the store.
+    pub cookies_rejected: u64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -103,6 +107,7 @@ impl SessionMetrics {
             store_errors: read(&self.store_errors),
             sessions_created: read(&self.sessions_created),
             sessions_destroyed: read(&self.sessions_destroyed),
+            cookies_rejected: read(&self.cookies_rejected),
         }
     }
 
@@ -120,6 +125,10 @@ impl SessionMetrics {
 
     pub(crate) fn session_destroyed(&self) {
         bump(&self.sessions_destroyed);
+    }
+
+    pub(crate) fn cookie_rejected(&self) {
+        bump(&self.cookies_rejected);
     }
 }
 
@@ -164,6 +173,11 @@ impl MetricsSnapshot {
                 "sessions_destroyed",
                 "Sessions ended by purge or renewal.",
                 self.sessions_destroyed,
+            ),
+            (
+                "cookies_rejected",
+                "Session cookies that failed verification.",
+                self.cookies_rejected,
             ),
         ] {
             let _ = writeln!(out, "# HELP {prefix}_{name}_total {help}");

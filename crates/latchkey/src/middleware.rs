@@ -14,8 +14,8 @@ use latchkey_core::{SessionStore, Timestamp};
 
 use crate::config::{Config, CookieLifetime, SessionMiddlewareBuilder};
 use crate::error::{Error, STORE_FAILURE_BODY};
+use crate::lifecycle::{CookieAction, write_back};
 use crate::metrics::SessionMetrics;
-use crate::persist::{CookieAction, persist};
 use crate::session::SessionSlot;
 
 /// Server-side sessions for an actix-web app.
@@ -167,16 +167,24 @@ where
                 return Ok(res.map_into_left_body());
             }
             let now = Timestamp::now();
-            match persist(state, &config, now).await {
+            match write_back(state, &config, now).await {
                 Ok(action) => {
                     if let Some(cookie) = cookie_for(action, &config, now) {
                         res.response_mut().add_cookie(&cookie)?;
                     }
                     Ok(res.map_into_left_body())
                 }
-                Err(err) => {
+                Err(err) if err.is_store_failure() => {
                     tracing::error!(error = %err, source = ?std::error::Error::source(&err), "session could not be saved");
                     Ok(store_failure(res, &config))
+                }
+                Err(err) => {
+                    // A change that no longer fits once merged with a concurrent
+                    // one (a limit): nothing was saved, and the client is told.
+                    tracing::warn!(error = %err, "session change refused at write-back");
+                    let (req, _) = res.into_parts();
+                    let response = actix_web::ResponseError::error_response(&err);
+                    Ok(ServiceResponse::new(req, response).map_into_right_body())
                 }
             }
         })

@@ -1,13 +1,15 @@
 //! The `Session` extractor: a synchronous view of one session, loaded on first use.
 
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
-use latchkey_core::{Record, SessionData, SessionId, SessionStore as _, SessionToken, Timestamp};
+use latchkey_core::{Record, SessionData, SessionId, SessionToken, Timestamp};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tokio::sync::OnceCell;
 
 use crate::config::Config;
 use crate::cookie::Incoming;
@@ -44,73 +46,162 @@ pub enum SessionStatus {
 #[derive(Debug)]
 pub(crate) struct SessionSlot {
     pub(crate) config: Arc<Config>,
-    pub(crate) loaded: OnceLock<Arc<Mutex<State>>>,
+    /// Filled by the first extractor; later ones, even concurrent ones, wait
+    /// for that one load instead of loading again.
+    pub(crate) loaded: OnceCell<Arc<Mutex<State>>>,
+}
+
+/// What the request's cookie was worth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IncomingCookie {
+    /// No cookie of ours came with the request.
+    Absent,
+    /// A cookie of ours that failed verification: forged, tampered, malformed,
+    /// or signed with a key no longer configured.
+    Rejected,
+    /// A verified cookie (its session may still be gone).
+    Valid,
+}
+
+/// The stored session the request loaded.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub(crate) token: SessionToken,
+    /// The record as loaded, without its values (the working copy holds them).
+    pub(crate) base: Record,
+    /// The cookie was made with a previous key and should be re-issued.
+    pub(crate) stale_key: bool,
+}
+
+/// What the handler asked to happen to the stored session as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Intent {
+    /// Keep its token.
+    Keep,
+    /// Give it a new token; `new_lifetime` starts its lifetime over (login).
+    Renew { new_lifetime: bool },
+    /// End it.
+    Purge,
+}
+
+/// The values a request wants stored, and the operations that made them, for
+/// replay on a fresher copy.
+#[derive(Debug)]
+pub(crate) struct Change {
+    pub(crate) data: SessionData,
+    pub(crate) owner: Option<String>,
+    pub(crate) ops: Vec<Op>,
+}
+
+/// What the write-back has to do, decided once the handler is done.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// No stored session and nothing to store.
+    Untouched { cookie: IncomingCookie },
+    /// A stored session the request did not change.
+    Unchanged(Loaded),
+    /// A stored session whose values or owner differ from what was loaded.
+    Changed(Loaded, Change),
+    /// A new session with values or an owner.
+    Created(Change),
+    /// A stored session to move to a new token.
+    Renewed {
+        loaded: Loaded,
+        change: Change,
+        new_lifetime: bool,
+    },
+    /// A session ended by `purge()`, and what was put in it afterwards.
+    Purged {
+        ended: Option<SessionToken>,
+        refill: Option<Change>,
+    },
 }
 
 /// One loaded session as the request sees it.
 #[derive(Debug)]
 pub(crate) struct State {
-    /// A cookie of ours came with the request, valid or not.
-    pub(crate) had_cookie: bool,
-    /// The cookie was made with a previous key and should be re-issued.
-    pub(crate) stale_key: bool,
-    /// The token of the stored session, `None` for a session not stored yet.
-    pub(crate) token: Option<SessionToken>,
-    /// The stored record as loaded, without its values (they are in `data`).
-    pub(crate) base: Option<Record>,
+    pub(crate) cookie: IncomingCookie,
+    /// The stored session, `None` for a session not stored (yet).
+    pub(crate) loaded: Option<Loaded>,
     pub(crate) data: SessionData,
     pub(crate) owner: Option<String>,
+    /// Values and owner before the request's first change: a change that
+    /// changes nothing, or changes that cancel out, write nothing.
+    original: Option<(SessionData, Option<String>)>,
     /// Every change, in order, for replay on a fresher copy after a conflict.
     pub(crate) ops: Vec<Op>,
-    /// A stored session to delete after the response: purged or renewed away.
-    pub(crate) retire: Option<SessionToken>,
-    pub(crate) renewed: bool,
-    pub(crate) purged: bool,
+    pub(crate) intent: Intent,
+    /// The stored session `purge()` ended, deleted after the handler.
+    pub(crate) ended: Option<SessionToken>,
+    /// What loading took, charged to the session deadline.
+    pub(crate) load_took: Duration,
+}
+
+/// Checks the limits on values about to be kept.
+pub(crate) fn check_limits(data: &SessionData, config: &Config) -> Result<(), Error> {
+    if data.len() > config.max_keys {
+        return Err(Error::TooManyKeys {
+            limit: config.max_keys,
+        });
+    }
+    let size = serde_json::to_vec(data).map_or(usize::MAX, |bytes| bytes.len());
+    if size > config.max_session_bytes {
+        return Err(Error::TooLarge {
+            size,
+            limit: config.max_session_bytes,
+        });
+    }
+    Ok(())
 }
 
 impl State {
-    fn fresh(had_cookie: bool) -> Self {
+    pub(crate) fn fresh(cookie: IncomingCookie) -> Self {
         Self {
-            had_cookie,
-            stale_key: false,
-            token: None,
-            base: None,
+            cookie,
+            loaded: None,
             data: SessionData::new(),
             owner: None,
+            original: None,
             ops: Vec::new(),
-            retire: None,
-            renewed: false,
-            purged: false,
+            intent: Intent::Keep,
+            ended: None,
+            load_took: Duration::ZERO,
         }
     }
 
-    fn existing(token: SessionToken, mut record: Record, stale_key: bool) -> Self {
+    pub(crate) fn existing(token: SessionToken, mut record: Record, stale_key: bool) -> Self {
         // The working copy takes the values; `base` keeps version, owner and
         // deadlines, which is all the write-back needs from it.
         let data = std::mem::take(&mut record.data);
         Self {
-            had_cookie: true,
-            stale_key,
-            token: Some(token),
-            data,
             owner: record.owner.clone(),
-            base: Some(record),
-            ops: Vec::new(),
-            retire: None,
-            renewed: false,
-            purged: false,
+            data,
+            loaded: Some(Loaded {
+                token,
+                base: record,
+                stale_key,
+            }),
+            ..Self::fresh(IncomingCookie::Valid)
         }
     }
 
+    fn has_content(&self) -> bool {
+        !self.data.is_empty() || self.owner.is_some()
+    }
+
+    /// Whether values or owner differ from what was loaded.
+    fn differs(&self) -> bool {
+        self.original
+            .as_ref()
+            .is_some_and(|(data, owner)| *data != self.data || *owner != self.owner)
+    }
+
     fn status(&self) -> SessionStatus {
-        if self.purged {
-            SessionStatus::Purged
-        } else if self.renewed {
-            SessionStatus::Renewed
-        } else if self.ops.is_empty() {
-            SessionStatus::Unchanged
-        } else {
-            SessionStatus::Changed
+        match self.intent {
+            Intent::Purge => SessionStatus::Purged,
+            Intent::Renew { .. } => SessionStatus::Renewed,
+            Intent::Keep if self.differs() => SessionStatus::Changed,
+            Intent::Keep => SessionStatus::Unchanged,
         }
     }
 
@@ -120,24 +211,42 @@ impl State {
         let mut data = self.data.clone();
         let mut owner = self.owner.clone();
         let result = op.apply(&mut data, &mut owner)?;
-        if data.len() > config.max_keys {
-            return Err(Error::TooManyKeys {
-                limit: config.max_keys,
-            });
+        if data.len() > config.max_keys || op.can_grow() {
+            check_limits(&data, config)?;
         }
-        if op.can_grow() {
-            let size = serde_json::to_vec(&data).map_or(usize::MAX, |bytes| bytes.len());
-            if size > config.max_session_bytes {
-                return Err(Error::TooLarge {
-                    size,
-                    limit: config.max_session_bytes,
-                });
-            }
-        }
-        self.data = data;
-        self.owner = owner;
+        let before_data = std::mem::replace(&mut self.data, data);
+        let before_owner = std::mem::replace(&mut self.owner, owner);
+        self.original.get_or_insert((before_data, before_owner));
         self.ops.push(op);
         Ok(result)
+    }
+
+    /// Decides what the write-back does.
+    pub(crate) fn into_outcome(self) -> Outcome {
+        let has_content = self.has_content();
+        let differs = self.differs();
+        let change = Change {
+            data: self.data,
+            owner: self.owner,
+            ops: self.ops,
+        };
+        match (self.intent, self.loaded) {
+            (Intent::Purge, _) => Outcome::Purged {
+                ended: self.ended,
+                refill: has_content.then_some(change),
+            },
+            (_, None) if has_content => Outcome::Created(change),
+            (_, None) => Outcome::Untouched {
+                cookie: self.cookie,
+            },
+            (Intent::Renew { new_lifetime }, Some(loaded)) => Outcome::Renewed {
+                loaded,
+                change,
+                new_lifetime,
+            },
+            (Intent::Keep, Some(loaded)) if differs => Outcome::Changed(loaded, change),
+            (Intent::Keep, Some(loaded)) => Outcome::Unchanged(loaded),
+        }
     }
 }
 
@@ -347,9 +456,39 @@ impl Session {
     /// ```
     pub fn renew(&self) {
         let mut state = self.state();
-        if !state.purged {
-            state.renewed = true;
+        if state.intent == Intent::Keep {
+            state.intent = Intent::Renew {
+                new_lifetime: false,
+            };
         }
+    }
+
+    /// Logs `owner` in: [`renew`](Self::renew)s the session, sets its
+    /// [owner](Self::set_owner), and starts its lifetime over, so the absolute
+    /// deadline runs from now.
+    ///
+    /// `renew()` alone keeps the session's creation time and absolute deadline:
+    /// renewing periodically never extends a stolen cookie's life. Proving the
+    /// user's identity again (a password, a second factor) is what may start a
+    /// new lifetime, and `login` is that explicit choice.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn login(session: latchkey::Session) -> &'static str {
+    ///     // ... after checking the password of ann@example.com:
+    ///     session.login("ann@example.com");
+    ///     "welcome"
+    /// }
+    /// # let _ = login;
+    /// ```
+    pub fn login(&self, owner: impl Into<String>) {
+        let mut state = self.state();
+        if state.intent != Intent::Purge && state.loaded.is_some() {
+            state.intent = Intent::Renew { new_lifetime: true };
+        }
+        let op = Op::SetOwner(Some(owner.into()));
+        let _ = state.apply(op, &self.config);
     }
 
     /// Ends the session: deletes it from the store and tells the browser to drop
@@ -366,12 +505,12 @@ impl Session {
     /// ```
     pub fn purge(&self) {
         let mut state = self.state();
-        let stored = state.token.take();
-        let retire = state.retire.take();
+        let ended = state.loaded.take().map(|loaded| loaded.token);
         *state = State {
-            retire: stored.or(retire),
-            purged: true,
-            ..State::fresh(state.had_cookie)
+            ended: ended.or(state.ended.take()),
+            intent: Intent::Purge,
+            load_took: state.load_took,
+            ..State::fresh(state.cookie)
         };
     }
 
@@ -454,7 +593,7 @@ impl Session {
     /// # let _ = greet;
     /// ```
     pub fn is_new(&self) -> bool {
-        self.state().base.is_none()
+        self.state().loaded.is_none()
     }
 
     /// The store id (the token's SHA-256) of the stored session this request
@@ -469,7 +608,7 @@ impl Session {
     /// # let _ = handler;
     /// ```
     pub fn id(&self) -> Option<SessionId> {
-        self.state().token.as_ref().map(SessionToken::id)
+        self.state().loaded.as_ref().map(|loaded| loaded.token.id())
     }
 
     /// When the stored session was created; `None` for a new one.
@@ -483,7 +622,36 @@ impl Session {
     /// # let _ = handler;
     /// ```
     pub fn created_at(&self) -> Option<Timestamp> {
-        self.state().base.as_ref().map(|record| record.created_at)
+        self.state()
+            .loaded
+            .as_ref()
+            .map(|loaded| loaded.base.created_at)
+    }
+
+    /// How long until the stored session expires, as loaded, if nothing moves
+    /// its idle deadline; `None` for a session not stored yet. Reading it
+    /// changes nothing and writes nothing, so a "you will be logged out in…"
+    /// display does not itself keep the session alive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn remaining(session: latchkey::Session) -> String {
+    ///     match session.expires_in() {
+    ///         Some(left) => format!("{} seconds left", left.as_secs()),
+    ///         None => "no session".into(),
+    ///     }
+    /// }
+    /// # let _ = remaining;
+    /// ```
+    pub fn expires_in(&self) -> Option<Duration> {
+        self.state().loaded.as_ref().map(|loaded| {
+            loaded
+                .base
+                .deadlines
+                .expires_at()
+                .saturating_since(Timestamp::now())
+        })
     }
 }
 
@@ -491,36 +659,24 @@ impl SessionSlot {
     pub(crate) fn new(config: Arc<Config>) -> Self {
         Self {
             config,
-            loaded: OnceLock::new(),
+            loaded: OnceCell::new(),
         }
     }
 
     /// Loads the session named by the request's cookie, once per request.
     async fn session(&self, req: &HttpRequest) -> Result<Session, Error> {
-        if let Some(state) = self.loaded.get() {
-            return Ok(Session {
-                state: Arc::clone(state),
-                config: Arc::clone(&self.config),
-            });
-        }
-        let incoming = match req.cookies() {
-            Ok(cookies) => self.config.codec.read(cookies.iter()),
-            Err(_) => Incoming::Invalid,
-        };
-        let state = match incoming {
-            Incoming::Absent => State::fresh(false),
-            Incoming::Invalid => State::fresh(true),
-            Incoming::Token { token, stale_key } => {
-                let id = token.id();
-                match self.config.store.load(&id).await? {
-                    Some(record) if !record.is_expired_at(Timestamp::now()) => {
-                        State::existing(token, record, stale_key)
-                    }
-                    _ => State::fresh(true),
-                }
-            }
-        };
-        let state = self.loaded.get_or_init(|| Arc::new(Mutex::new(state)));
+        let state = self
+            .loaded
+            .get_or_try_init(|| async {
+                let incoming = match req.cookies() {
+                    Ok(cookies) => self.config.codec.read(cookies.iter()),
+                    Err(_) => Incoming::Invalid,
+                };
+                crate::lifecycle::load(incoming, &self.config)
+                    .await
+                    .map(|state| Arc::new(Mutex::new(state)))
+            })
+            .await?;
         Ok(Session {
             state: Arc::clone(state),
             config: Arc::clone(&self.config),
@@ -531,8 +687,8 @@ impl SessionSlot {
     pub(crate) fn take_loaded(&self) -> Option<State> {
         let shared = self.loaded.get()?;
         let mut state = lock(shared);
-        let had_cookie = state.had_cookie;
-        Some(std::mem::replace(&mut *state, State::fresh(had_cookie)))
+        let cookie = state.cookie;
+        Some(std::mem::replace(&mut *state, State::fresh(cookie)))
     }
 }
 

@@ -37,6 +37,12 @@ pub(crate) struct Turn<'a> {
     guard: Option<OwnedMutexGuard<Option<Record>>>,
 }
 
+impl Default for WriteGate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl WriteGate {
     pub(crate) fn new() -> Self {
         Self {
@@ -85,6 +91,13 @@ impl Turn<'_> {
     pub(crate) fn saved(&mut self, record: Record) {
         if let Some(guard) = self.guard.as_mut() {
             **guard = Some(record);
+        }
+    }
+
+    /// Forgets the last saved record: the session is gone (renewed away).
+    pub(crate) fn retired(&mut self) {
+        if let Some(guard) = self.guard.as_mut() {
+            **guard = None;
         }
     }
 }

@@ -1,0 +1,428 @@
+//! A request's session from load to write-back, as a state machine.
+//!
+//! [`load`] turns the cookie into a [`State`]. After the handler, the state
+//! becomes one [`Outcome`] and [`write_back`] runs the function for it:
+//!
+//! | outcome | store calls | cookie |
+//! | --- | --- | --- |
+//! | untouched | none | removed if it failed verification, else left alone |
+//! | unchanged | `touch` when the idle extension is due | re-issued for a rotated key or a persistent cookie |
+//! | changed | compare-and-set `save`, replayed on conflict | as for unchanged |
+//! | created | `create` | set |
+//! | renewed | `create` under a new token, then `delete_at_version` of the old one, replayed on conflict | set; left alone if the old session was gone |
+//! | purged | `delete`, then `create` if values were put in afterwards | removed, or set to the refilled session |
+//!
+//! A stored session that vanished meanwhile (logged out elsewhere, expired) is
+//! never written back, and its cookie is left alone: the browser may hold a
+//! newer cookie set by a concurrent login, which a removal would wipe out.
+
+use std::hash::{BuildHasher as _, Hasher as _};
+use std::time::{Duration, Instant};
+
+use latchkey_core::{
+    Deadlines, DeleteOutcome, Record, SaveOutcome, SessionId, SessionStore as _, SessionToken,
+    StoreError, Timestamp,
+};
+
+use crate::config::{Config, CookieLifetime, IdleExtension};
+use crate::cookie::Incoming;
+use crate::error::Error;
+use crate::metrics::ObservedStore;
+use crate::ops::replay;
+use crate::session::{Change, IncomingCookie, Loaded, Outcome, State, check_limits};
+use crate::write_gate::Turn;
+
+/// How many fresh tokens to try when `create` reports a collision. With 256-bit
+/// tokens a single collision is already astronomically unlikely.
+const CREATE_ATTEMPTS: u32 = 3;
+
+/// What the response's cookie should do.
+#[derive(Debug)]
+pub(crate) enum CookieAction {
+    /// Leave the client's cookie as it is.
+    Keep,
+    /// Send this token, expiring with these deadlines.
+    Set(SessionToken, Deadlines),
+    /// Tell the client to drop the cookie.
+    Remove,
+}
+
+/// Reads the session the cookie names, within the session deadline.
+pub(crate) async fn load(incoming: Incoming, config: &Config) -> Result<State, Error> {
+    let (token, stale_key) = match incoming {
+        Incoming::Absent => return Ok(State::fresh(IncomingCookie::Absent)),
+        Incoming::Invalid => {
+            config.store.metrics().cookie_rejected();
+            tracing::info!("session cookie failed verification; starting a new session");
+            return Ok(State::fresh(IncomingCookie::Rejected));
+        }
+        Incoming::Token { token, stale_key } => (token, stale_key),
+    };
+    let started = Instant::now();
+    let loading = async { Ok(config.store.load(&token.id()).await?) };
+    let loaded = within(config.session_deadline, config, loading).await?;
+    let mut state = match loaded {
+        Some(record) if !record.is_expired_at(Timestamp::now()) => {
+            State::existing(token, record, stale_key)
+        }
+        _ => State::fresh(IncomingCookie::Valid),
+    };
+    state.load_took = started.elapsed();
+    Ok(state)
+}
+
+/// Writes the request's session back and says what to do with the cookie.
+pub(crate) async fn write_back(
+    state: State,
+    config: &Config,
+    now: Timestamp,
+) -> Result<CookieAction, Error> {
+    let budget = config.session_deadline.saturating_sub(state.load_took);
+    within(budget, config, async {
+        match state.into_outcome() {
+            Outcome::Untouched { cookie } => Ok(untouched(cookie)),
+            Outcome::Unchanged(loaded) => unchanged(loaded, config, now).await,
+            Outcome::Changed(loaded, change) => changed(loaded, change, config, now).await,
+            Outcome::Created(change) => created(change, config, now).await,
+            Outcome::Renewed {
+                loaded,
+                change,
+                new_lifetime,
+            } => renewed(loaded, change, new_lifetime, config, now).await,
+            Outcome::Purged { ended, refill } => purged(ended, refill, config, now).await,
+        }
+    })
+    .await
+}
+
+fn untouched(cookie: IncomingCookie) -> CookieAction {
+    if cookie == IncomingCookie::Rejected {
+        CookieAction::Remove
+    } else {
+        CookieAction::Keep
+    }
+}
+
+async fn unchanged(loaded: Loaded, config: &Config, now: Timestamp) -> Result<CookieAction, Error> {
+    let deadlines = loaded.base.deadlines;
+    if !touch_due(&deadlines, config, now) {
+        return Ok(refreshed(loaded, deadlines, config));
+    }
+    let extended = deadlines.extended(now, config.idle_timeout);
+    if !config.store.touch(&loaded.token.id(), extended).await? {
+        tracing::debug!(session = %loaded.token.id(), "session gone before its idle deadline moved");
+        return Ok(CookieAction::Keep);
+    }
+    Ok(refreshed(loaded, extended, config))
+}
+
+async fn changed(
+    loaded: Loaded,
+    change: Change,
+    config: &Config,
+    now: Timestamp,
+) -> Result<CookieAction, Error> {
+    let id = loaded.token.id();
+    let mut turn = config.runtime.write_gate.enter(id).await;
+    let mut pending = Pending::new(&loaded, change, &turn, config)?;
+    for attempt in 0..=config.max_conflict_retries {
+        pending.record.deadlines = saved_deadlines(pending.record.deadlines, config, now);
+        match config
+            .store
+            .save(&id, &pending.record, pending.expected)
+            .await?
+        {
+            SaveOutcome::Saved(version) => {
+                let deadlines = pending.record.deadlines;
+                pending.record.version = version;
+                turn.saved(pending.record);
+                return Ok(refreshed(loaded, deadlines, config));
+            }
+            SaveOutcome::Missing => {
+                tracing::debug!(session = %id, "session gone during the request; change dropped");
+                return Ok(CookieAction::Keep);
+            }
+            SaveOutcome::Conflict => {
+                if !pending.reload(&id, attempt, config).await? {
+                    return Ok(CookieAction::Keep);
+                }
+            }
+        }
+    }
+    Err(gave_up(&id, config))
+}
+
+async fn created(change: Change, config: &Config, now: Timestamp) -> Result<CookieAction, Error> {
+    let mut record = Record::new(
+        now,
+        Deadlines::starting_at(now, config.idle_timeout, config.lifetime),
+    );
+    record.data = change.data;
+    record.owner = change.owner;
+    let token = create(&config.store, &record).await?;
+    Ok(CookieAction::Set(token, record.deadlines))
+}
+
+/// Moves the session to a new token: the new session is created first, then
+/// the old one retired only at the version this request built on. Creating
+/// first means a "log out everywhere" running in between finds the new session
+/// in the owner index; retiring at a version means a session deleted meanwhile
+/// is reported missing (the new one is then deleted: nothing comes back), and
+/// one changed meanwhile is reloaded and the change replayed on it.
+async fn renewed(
+    loaded: Loaded,
+    change: Change,
+    new_lifetime: bool,
+    config: &Config,
+    now: Timestamp,
+) -> Result<CookieAction, Error> {
+    let store = &config.store;
+    let old = loaded.token.id();
+    let mut turn = config.runtime.write_gate.enter(old).await;
+    let mut pending = Pending::new(&loaded, change, &turn, config)?;
+    let successor = |pending: &Pending| {
+        let mut record = pending.record.clone();
+        if new_lifetime {
+            record.created_at = now;
+            record.deadlines = Deadlines::starting_at(now, config.idle_timeout, config.lifetime);
+        } else {
+            // The absolute deadline and creation time stay: renewing never
+            // extends a session's life.
+            record.deadlines = saved_deadlines(record.deadlines, config, now);
+        }
+        record
+    };
+    let mut record = successor(&pending);
+    let token = create(store, &record).await?;
+    let new = token.id();
+    let mut new_version = 1;
+    let abandon = |reason: &'static str| async move {
+        tracing::debug!(session = %old, reason, "renewal abandoned");
+        store.delete(&new).await?;
+        Ok::<_, Error>(CookieAction::Keep)
+    };
+    for attempt in 0..=config.max_conflict_retries {
+        let retired = match store.delete_at_version(&old, pending.expected).await {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                // Whether the old session is gone is unknown: the new one must
+                // not outlive this request unseen.
+                let _ = store.delete(&new).await;
+                return Err(err.into());
+            }
+        };
+        match retired {
+            DeleteOutcome::Deleted => {
+                turn.retired();
+                store.metrics().session_destroyed();
+                tracing::debug!(from = %old, to = %new, "session renewed");
+                return Ok(CookieAction::Set(token, record.deadlines));
+            }
+            DeleteOutcome::Missing => return abandon("old session gone").await,
+            DeleteOutcome::Conflict => {
+                if !pending.reload(&old, attempt, config).await? {
+                    return abandon("old session gone").await;
+                }
+                record = successor(&pending);
+                match store.save(&new, &record, new_version).await? {
+                    SaveOutcome::Saved(version) => new_version = version,
+                    // Only a "log out everywhere" can have reached the new
+                    // session, which no client knows yet.
+                    SaveOutcome::Missing | SaveOutcome::Conflict => {
+                        return abandon("new session deleted").await;
+                    }
+                }
+            }
+        }
+    }
+    let _ = store.delete(&new).await;
+    Err(gave_up(&old, config))
+}
+
+async fn purged(
+    ended: Option<SessionToken>,
+    refill: Option<Change>,
+    config: &Config,
+    now: Timestamp,
+) -> Result<CookieAction, Error> {
+    if let Some(ended) = ended {
+        config.store.delete(&ended.id()).await?;
+        config.store.metrics().session_destroyed();
+        tracing::debug!(session = %ended.id(), "session purged");
+    }
+    match refill {
+        Some(change) => created(change, config, now).await,
+        None => Ok(CookieAction::Remove),
+    }
+}
+
+/// A change on its way into a stored session: the record to write and the
+/// version it must find, rebuilt on a fresher record after each conflict.
+struct Pending {
+    record: Record,
+    expected: u64,
+    ops: Vec<crate::ops::Op>,
+}
+
+impl Pending {
+    /// The change on the loaded record, or on the record another writer of this
+    /// process saved since, if that is newer.
+    fn new(
+        loaded: &Loaded,
+        change: Change,
+        turn: &Turn<'_>,
+        config: &Config,
+    ) -> Result<Self, Error> {
+        let mut record = loaded.base.clone();
+        record.data = change.data;
+        record.owner = change.owner;
+        let mut pending = Self {
+            expected: record.version,
+            record,
+            ops: change.ops,
+        };
+        if let Some(latest) = turn
+            .latest()
+            .filter(|latest| latest.version > pending.expected)
+        {
+            pending.rebase(latest.clone(), config)?;
+        }
+        Ok(pending)
+    }
+
+    /// Replays the change on `fresh`, within the limits.
+    fn rebase(&mut self, mut fresh: Record, config: &Config) -> Result<(), Error> {
+        let (data, owner) = replay(
+            &self.ops,
+            std::mem::take(&mut fresh.data),
+            fresh.owner.clone(),
+        )?;
+        check_limits(&data, config)?;
+        self.expected = fresh.version;
+        self.record = Record {
+            data,
+            owner,
+            ..fresh
+        };
+        Ok(())
+    }
+
+    /// After a conflict: reloads `id` and rebases on it; `false` when the session
+    /// is gone.
+    async fn reload(
+        &mut self,
+        id: &SessionId,
+        attempt: u32,
+        config: &Config,
+    ) -> Result<bool, Error> {
+        tracing::debug!(session = %id, attempt, "compare-and-set conflict; replaying");
+        config.store.metrics().conflict_replayed();
+        // The first conflict usually means our copy was loaded before a save we
+        // could not know of: reload at once. Repeated ones mean other processes
+        // are writing too: spread out.
+        if attempt > 0 && attempt < config.max_conflict_retries {
+            actix_web::rt::time::sleep(backoff(attempt)).await;
+        }
+        match config.store.load(id).await? {
+            Some(fresh) => self.rebase(fresh, config).map(|()| true),
+            None => Ok(false),
+        }
+    }
+}
+
+/// The cookie after a write that kept the token: re-issued when it was made with
+/// a rotated key, or when a persistent cookie's expiry moved.
+fn refreshed(loaded: Loaded, deadlines: Deadlines, config: &Config) -> CookieAction {
+    let persistent_moved =
+        deadlines != loaded.base.deadlines && config.cookie_lifetime == CookieLifetime::Persistent;
+    if loaded.stale_key || persistent_moved {
+        CookieAction::Set(loaded.token, deadlines)
+    } else {
+        CookieAction::Keep
+    }
+}
+
+/// Whether a request that changed nothing should move the idle deadline.
+fn touch_due(deadlines: &Deadlines, config: &Config, now: Timestamp) -> bool {
+    config.idle_extension == IdleExtension::OnEveryRequest
+        && deadlines
+            .extended(now, config.idle_timeout)
+            .idle
+            .saturating_since(deadlines.idle)
+            >= config.extension_interval
+}
+
+/// The deadlines a save writes: the idle one moved unless the policy never
+/// moves it; the absolute one never.
+fn saved_deadlines(deadlines: Deadlines, config: &Config, now: Timestamp) -> Deadlines {
+    match config.idle_extension {
+        IdleExtension::OnEveryRequest | IdleExtension::OnChange => {
+            deadlines.extended(now, config.idle_timeout)
+        }
+        IdleExtension::Never => deadlines,
+    }
+}
+
+async fn create(store: &ObservedStore, record: &Record) -> Result<SessionToken, Error> {
+    let mut attempts = 0;
+    loop {
+        let token =
+            SessionToken::generate().map_err(|e| StoreError::backend("token generator", e))?;
+        match store.create(&token.id(), record).await {
+            Ok(()) => {
+                store.metrics().session_created();
+                tracing::debug!(session = %token.id(), "session created");
+                return Ok(token);
+            }
+            Err(StoreError::IdCollision) if attempts + 1 < CREATE_ATTEMPTS => attempts += 1,
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+fn gave_up(id: &SessionId, config: &Config) -> Error {
+    config.store.metrics().conflict_given_up();
+    tracing::warn!(session = %id, retries = config.max_conflict_retries, "gave up replaying a session change");
+    Error::ConflictRetriesExhausted {
+        retries: config.max_conflict_retries,
+    }
+}
+
+/// Runs a request's session work within `budget`.
+async fn within<T>(
+    budget: Duration,
+    config: &Config,
+    work: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match actix_web::rt::time::timeout(budget, work).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(deadline = ?config.session_deadline, "session work exceeded its deadline");
+            Err(Error::DeadlineExceeded {
+                deadline: config.session_deadline,
+            })
+        }
+    }
+}
+
+/// A random wait that grows with the attempt, so conflicting writers spread out
+/// instead of colliding again in lockstep.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling_micros = 200u64 << attempt.min(6);
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    Duration::from_micros(random % ceiling_micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_under_its_ceiling() {
+        for attempt in 0..20 {
+            assert!(backoff(attempt) < Duration::from_micros(200 << attempt.min(6)));
+        }
+    }
+}
