@@ -25,11 +25,17 @@
 //! result. [`run_all`] runs every case in sequence for stores that prefer one test.
 //!
 //! The [`servers`] module finds the Redis and PostgreSQL servers tests use.
+//!
+//! With the `explorer` feature, `explorer` runs concurrent requests through
+//! the real middleware and checks every interleaving of their store calls
+//! against the invariants of exact sessions.
 
 // A conformance suite reports a broken contract by panicking, like `assert!`.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 pub mod cases;
+#[cfg(feature = "explorer")]
+pub mod explorer;
 mod runner;
 pub mod servers;
 
