@@ -107,6 +107,32 @@ impl Calls {
     pub fn of(counter: &AtomicUsize) -> usize {
         counter.load(Ordering::SeqCst)
     }
+
+    /// The counts now.
+    pub fn snapshot(&self) -> CallCounts {
+        CallCounts {
+            load: Self::of(&self.load),
+            create: Self::of(&self.create),
+            save: Self::of(&self.save),
+            touch: Self::of(&self.touch),
+            delete: Self::of(&self.delete),
+        }
+    }
+}
+
+/// The counts of [`Calls`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallCounts {
+    /// `load` calls.
+    pub load: usize,
+    /// `create` calls.
+    pub create: usize,
+    /// `save` calls.
+    pub save: usize,
+    /// `touch` calls.
+    pub touch: usize,
+    /// `delete` and `delete_at_version` calls.
+    pub delete: usize,
 }
 
 /// A store that counts the calls it passes on to another.

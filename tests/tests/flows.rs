@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::body::{BoxBody, EitherBody};
 use actix_web::cookie::{Cookie, CookieJar, Key};
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
@@ -13,6 +13,7 @@ use actix_web::{App, HttpResponse, test, web};
 use latchkey::{
     AnyStore, Session, SessionMiddleware, SessionMiddlewareBuilder, SessionStore, SessionToken,
 };
+use latchkey_tests::http::{body, get, post, session_cookie, token_of};
 use latchkey_tests::stores::{Calls, CountingStore, FailingStore, INTERNAL_DETAIL, all_backends};
 use tokio::sync::Notify;
 
@@ -81,50 +82,6 @@ async fn service(
     Error = actix_web::Error,
 > {
     test::init_service(App::new().wrap(middleware).configure(routes)).await
-}
-
-fn session_cookie<B>(res: &ServiceResponse<B>) -> Option<Cookie<'static>> {
-    res.response()
-        .cookies()
-        .find(|c| c.name() == COOKIE)
-        .map(|c| c.into_owned())
-}
-
-async fn body<B: MessageBody>(res: ServiceResponse<B>) -> String {
-    String::from_utf8(test::read_body(res).await.to_vec()).unwrap()
-}
-
-async fn get<B>(
-    app: &impl Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    path: &str,
-    cookie: Option<&Cookie<'static>>,
-) -> ServiceResponse<B> {
-    let mut req = test::TestRequest::get().uri(path);
-    if let Some(cookie) = cookie {
-        req = req.cookie(cookie.clone());
-    }
-    test::call_service(app, req.to_request()).await
-}
-
-async fn post<B>(
-    app: &impl Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    path: &str,
-    cookie: Option<&Cookie<'static>>,
-) -> ServiceResponse<B> {
-    let mut req = test::TestRequest::post().uri(path);
-    if let Some(cookie) = cookie {
-        req = req.cookie(cookie.clone());
-    }
-    test::call_service(app, req.to_request()).await
-}
-
-/// The token inside a signed cookie, read with the server's key.
-fn token_of(cookie: &Cookie<'static>, key: &Key) -> SessionToken {
-    let verified = CookieJar::new()
-        .signed(key)
-        .verify(cookie.clone())
-        .expect("our cookie verifies");
-    SessionToken::decode(verified.value()).expect("a well-formed token")
 }
 
 #[actix_rt::test]

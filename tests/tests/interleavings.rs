@@ -10,6 +10,8 @@
 //!   cargo nextest run -p latchkey-tests --test interleavings --no-capture
 //! ```
 
+#![allow(clippy::panic)]
+
 use latchkey::{
     AnyStore, Deadlines, DeleteOutcome, Record, SaveOutcome, SessionId, SessionStore, StoreError,
 };

@@ -69,6 +69,7 @@ fn follow(
 fn committed(request: usize, calls: &[(usize, Call)]) -> bool {
     calls
         .iter()
+        .rev()
         .filter(|(actor, _)| *actor == request)
         .filter_map(|(_, call)| match call {
             Call::Save(_, outcome) => Some(matches!(outcome, Some(SaveOutcome::Saved(_)))),
@@ -77,7 +78,7 @@ fn committed(request: usize, calls: &[(usize, Call)]) -> bool {
             }
             _ => None,
         })
-        .last()
+        .next()
         .unwrap_or(false)
 }
 

@@ -1,0 +1,541 @@
+//! The session lifecycle's promises, each through the real middleware: renewal
+//! never revives or prolongs a session, expiry follows the policy, cookies are
+//! removed only when they should be, no-op changes write nothing, one load per
+//! request, one deadline per request, one runtime per store.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::cookie::{Cookie, Key};
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::{App, FromRequest, HttpRequest, test, web};
+use latchkey::{
+    AnyStore, Deadlines, DeleteOutcome, IdleExtension, Record, SaveOutcome, Session, SessionId,
+    SessionMiddleware, SessionMiddlewareBuilder, SessionStore, StoreError,
+};
+use latchkey_tests::http::{get, post, session_cookie, token_of};
+use latchkey_tests::stores::{CountingStore, all_backends};
+use tokio::sync::Notify;
+
+fn builder(store: impl SessionStore, key: &Key) -> SessionMiddlewareBuilder {
+    SessionMiddleware::builder(store, key.clone()).cookie_secure(false)
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/login/{user}",
+        web::post().to(|session: Session, user: web::Path<String>| async move {
+            session.renew();
+            session.set_owner(user.into_inner());
+            session.insert("cart", 1)?;
+            Ok::<_, latchkey::Error>("in")
+        }),
+    )
+    .route(
+        "/fresh-login/{user}",
+        web::post().to(|session: Session, user: web::Path<String>| async move {
+            session.login(user.into_inner());
+            "in again"
+        }),
+    )
+    .route(
+        "/renew",
+        web::post().to(|session: Session| async move {
+            session.renew();
+            "renewed"
+        }),
+    )
+    .route(
+        "/count",
+        web::post().to(|session: Session| async move {
+            let n = session.update("n", |n: Option<u64>| n.unwrap_or(0) + 1)?;
+            Ok::<_, latchkey::Error>(n.to_string())
+        }),
+    )
+    .route(
+        "/read",
+        web::get().to(|session: Session| async move { format!("{:?}", session.get_value("n")) }),
+    )
+    .route(
+        "/no-ops",
+        web::post().to(|session: Session| async move {
+            session.remove("absent");
+            if let Some(owner) = session.owner() {
+                session.set_owner(owner);
+            }
+            session.insert("scratch", 1)?;
+            session.remove("scratch");
+            Ok::<_, latchkey::Error>("nothing changed")
+        }),
+    )
+    .route(
+        "/clear-empty",
+        web::post().to(|session: Session| async move {
+            session.clear();
+            session.remove("flash");
+            "nothing to clear"
+        }),
+    )
+    .route(
+        "/expires-in",
+        web::get().to(|session: Session| async move {
+            format!("{:?}", session.expires_in().map(|d| d.as_secs()))
+        }),
+    );
+}
+
+async fn record_of(store: &AnyStore, cookie: &Cookie<'static>, key: &Key) -> Option<Record> {
+    store.load(&token_of(cookie, key).id()).await.unwrap()
+}
+
+#[actix_web::test]
+async fn renewal_keeps_the_creation_time_and_absolute_deadline() {
+    for (backend, store) in all_backends().await {
+        let key = Key::generate();
+        let app = test::init_service(
+            App::new()
+                .wrap(builder(store.clone(), &key).build().unwrap())
+                .configure(routes),
+        )
+        .await;
+        let first = session_cookie(&post(&app, "/login/ann", None).await).unwrap();
+        let before = record_of(&store, &first, &key).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let renewed = session_cookie(&post(&app, "/renew", Some(&first)).await).unwrap();
+        assert_ne!(renewed.value(), first.value(), "{backend}: a new token");
+        let after = record_of(&store, &renewed, &key).await.unwrap();
+        assert_eq!(after.created_at, before.created_at, "{backend}");
+        assert_eq!(
+            after.deadlines.absolute, before.deadlines.absolute,
+            "{backend}: renewing never extends a session's life"
+        );
+        assert!(record_of(&store, &first, &key).await.is_none(), "{backend}");
+
+        let relogged =
+            session_cookie(&post(&app, "/fresh-login/ann", Some(&renewed)).await).unwrap();
+        let fresh = record_of(&store, &relogged, &key).await.unwrap();
+        assert!(
+            fresh.created_at > before.created_at
+                && fresh.deadlines.absolute > before.deadlines.absolute,
+            "{backend}: login() starts a new lifetime"
+        );
+        assert_eq!(fresh.owner.as_deref(), Some("ann"), "{backend}");
+    }
+}
+
+#[actix_web::test]
+async fn renewal_of_a_session_logged_out_meanwhile_brings_nothing_back() {
+    for (backend, store) in all_backends().await {
+        let key = Key::generate();
+        let (loaded, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (loaded_in, release_in) = (Arc::clone(&loaded), Arc::clone(&release));
+        let app = test::init_service(
+            App::new()
+                .wrap(builder(store.clone(), &key).build().unwrap())
+                .configure(routes)
+                .route(
+                    "/slow-renew",
+                    web::post().to(move |session: Session| {
+                        let (loaded, release) = (Arc::clone(&loaded_in), Arc::clone(&release_in));
+                        async move {
+                            session.renew();
+                            session.insert("stolen", true)?;
+                            loaded.notify_one();
+                            release.notified().await;
+                            Ok::<_, latchkey::Error>("renewed")
+                        }
+                    }),
+                ),
+        )
+        .await;
+        let owner = format!("victim-{backend}-{}", std::process::id());
+        let cookie = session_cookie(&post(&app, &format!("/login/{owner}"), None).await).unwrap();
+        let attacker = async { post(&app, "/slow-renew", Some(&cookie)).await };
+        let victim = async {
+            loaded.notified().await;
+            store.delete_by_owner(&owner, None).await.unwrap();
+            release.notify_one();
+        };
+        let (res, ()) = tokio::join!(attacker, victim);
+        assert_eq!(res.status(), StatusCode::OK, "{backend}");
+        assert!(
+            session_cookie(&res).is_none(),
+            "{backend}: no cookie for a session logged out meanwhile"
+        );
+        assert!(
+            store.list_by_owner(&owner).await.unwrap().is_empty(),
+            "{backend}: log out everywhere stays logged out"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn sessions_in_use_do_not_expire_under_either_extension_policy() {
+    for policy in [IdleExtension::OnEveryRequest, IdleExtension::OnChange] {
+        for (backend, store) in all_backends().await {
+            let key = Key::generate();
+            let app = test::init_service(
+                App::new()
+                    .wrap(
+                        builder(store, &key)
+                            .idle_timeout(Duration::from_millis(1500))
+                            .idle_extension(policy)
+                            .idle_extension_interval(Duration::from_millis(300))
+                            .build()
+                            .unwrap(),
+                    )
+                    .configure(routes),
+            )
+            .await;
+            let cookie = session_cookie(&post(&app, "/count", None).await).unwrap();
+            for _ in 0..6 {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                // Reads keep it alive only where reads extend; writes always do.
+                let path = if policy == IdleExtension::OnChange {
+                    "/count"
+                } else {
+                    "/read"
+                };
+                let res = if path == "/count" {
+                    post(&app, path, Some(&cookie)).await
+                } else {
+                    get(&app, path, Some(&cookie)).await
+                };
+                assert_eq!(res.status(), StatusCode::OK);
+            }
+            let body = test::read_body(get(&app, "/read", Some(&cookie)).await).await;
+            assert_ne!(
+                body.as_ref(),
+                b"None",
+                "{backend} {policy:?}: a session used every 0.4 s outlived its 1.5 s idle timeout"
+            );
+        }
+    }
+}
+
+#[actix_web::test]
+async fn never_extending_expires_a_session_in_use() {
+    let key = Key::generate();
+    let app = test::init_service(
+        App::new()
+            .wrap(
+                builder(latchkey::memory::MemoryStore::new(), &key)
+                    .idle_timeout(Duration::from_millis(600))
+                    .idle_extension(IdleExtension::Never)
+                    .build()
+                    .unwrap(),
+            )
+            .configure(routes),
+    )
+    .await;
+    let cookie = session_cookie(&post(&app, "/count", None).await).unwrap();
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        post(&app, "/count", Some(&cookie)).await;
+    }
+    let body = test::read_body(get(&app, "/read", Some(&cookie)).await).await;
+    assert_eq!(body.as_ref(), b"None", "expired 600 ms after it started");
+}
+
+#[actix_web::test]
+async fn a_valid_cookie_whose_session_is_gone_is_left_alone() {
+    for (backend, store) in all_backends().await {
+        let key = Key::generate();
+        let middleware = builder(store.clone(), &key).build().unwrap();
+        let metrics = middleware.metrics();
+        let app = test::init_service(App::new().wrap(middleware).configure(routes)).await;
+        let cookie = session_cookie(&post(&app, "/count", None).await).unwrap();
+        store.delete(&token_of(&cookie, &key).id()).await.unwrap();
+        let read = get(&app, "/read", Some(&cookie)).await;
+        assert!(
+            session_cookie(&read).is_none(),
+            "{backend}: a read must not wipe a cookie a concurrent login may have replaced"
+        );
+        let write = post(&app, "/count", Some(&cookie)).await;
+        let replaced = session_cookie(&write).unwrap();
+        assert!(
+            !replaced.value().is_empty(),
+            "{backend}: a new session, not a removal"
+        );
+
+        let mut forged = cookie.clone();
+        forged.set_value(format!("{}x", cookie.value()));
+        let rejected = get(&app, "/read", Some(&forged)).await;
+        assert_eq!(
+            session_cookie(&rejected).map(|c| c.value().to_owned()),
+            Some(String::new()),
+            "{backend}: a cookie that fails verification is removed"
+        );
+        assert_eq!(
+            metrics.snapshot().cookies_rejected,
+            1,
+            "{backend}: and counted"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn changes_that_change_nothing_write_nothing() {
+    let key = Key::generate();
+    let store = CountingStore::new(latchkey::memory::MemoryStore::new());
+    let calls = Arc::clone(&store.calls);
+    let app = test::init_service(
+        App::new()
+            .wrap(builder(store, &key).build().unwrap())
+            .configure(routes),
+    )
+    .await;
+    let cookie = session_cookie(&post(&app, "/login/ann", None).await).unwrap();
+    let before = calls.snapshot();
+    let res = post(&app, "/no-ops", Some(&cookie)).await;
+    assert!(session_cookie(&res).is_none());
+    let after = calls.snapshot();
+    assert_eq!(after.save, before.save, "no save for no-op changes");
+    assert_eq!(
+        after.touch, before.touch,
+        "nor a touch: the idle extension is not due"
+    );
+
+    let res = post(&app, "/clear-empty", None).await;
+    assert!(
+        session_cookie(&res).is_none(),
+        "no session made by clearing nothing"
+    );
+    assert_eq!(calls.snapshot().create, after.create);
+}
+
+/// An extractor of the kind applications write, built on the `Session`.
+struct CurrentUser(Option<String>);
+
+impl FromRequest for CurrentUser {
+    type Error = latchkey::Error;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let session = Session::from_request(req, payload);
+        Box::pin(async move { Ok(CurrentUser(session.await?.owner())) })
+    }
+}
+
+#[actix_web::test]
+async fn extractors_sharing_the_session_load_it_once() {
+    let key = Key::generate();
+    let store = CountingStore::new(latchkey::memory::MemoryStore::new());
+    let calls = Arc::clone(&store.calls);
+    let app = test::init_service(
+        App::new()
+            .wrap(builder(store, &key).build().unwrap())
+            .configure(routes)
+            .route(
+                "/both",
+                web::get().to(|user: CurrentUser, session: Session| async move {
+                    format!("{:?} {}", user.0, session.entries().len())
+                }),
+            ),
+    )
+    .await;
+    let cookie = session_cookie(&post(&app, "/login/ann", None).await).unwrap();
+    let before = calls.snapshot().load;
+    let res = get(&app, "/both", Some(&cookie)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        calls.snapshot().load - before,
+        1,
+        "one load for two extractors"
+    );
+}
+
+/// A memory store whose saves take a while: they yield to other tasks first,
+/// or never answer at all.
+#[derive(Clone, Debug)]
+struct SlowSaves(latchkey::memory::MemoryStore, Slowness);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slowness {
+    Yield,
+    Stall,
+}
+
+impl SessionStore for SlowSaves {
+    fn runtime_slot(&self) -> Option<&latchkey::RuntimeSlot> {
+        self.0.runtime_slot()
+    }
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
+        self.0.load(id).await
+    }
+    async fn create(&self, id: &SessionId, record: &Record) -> Result<(), StoreError> {
+        self.0.create(id, record).await
+    }
+    async fn save(
+        &self,
+        id: &SessionId,
+        record: &Record,
+        expected: u64,
+    ) -> Result<SaveOutcome, StoreError> {
+        match self.1 {
+            Slowness::Stall => std::future::pending().await,
+            Slowness::Yield => {
+                tokio::task::yield_now().await;
+                self.0.save(id, record, expected).await
+            }
+        }
+    }
+    async fn touch(&self, id: &SessionId, deadlines: Deadlines) -> Result<bool, StoreError> {
+        self.0.touch(id, deadlines).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.0.delete(id).await
+    }
+    async fn delete_at_version(
+        &self,
+        id: &SessionId,
+        expected: u64,
+    ) -> Result<DeleteOutcome, StoreError> {
+        self.0.delete_at_version(id, expected).await
+    }
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, StoreError> {
+        self.0.list_by_owner(owner).await
+    }
+    async fn delete_by_owner(
+        &self,
+        owner: &str,
+        keep: Option<&SessionId>,
+    ) -> Result<u64, StoreError> {
+        self.0.delete_by_owner(owner, keep).await
+    }
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        self.0.delete_expired().await
+    }
+}
+
+#[actix_web::test]
+async fn one_deadline_bounds_a_requests_session_work_including_its_turn() {
+    let key = Key::generate();
+    let app = test::init_service(
+        App::new()
+            .wrap(
+                builder(
+                    SlowSaves(latchkey::memory::MemoryStore::new(), Slowness::Stall),
+                    &key,
+                )
+                .session_deadline(Duration::from_millis(300))
+                .build()
+                .unwrap(),
+            )
+            .configure(routes),
+    )
+    .await;
+    let cookie = session_cookie(&post(&app, "/count", None).await).unwrap();
+    // The first writer stalls in its save while holding the session's turn; the
+    // second waits for that turn. Both answer the store-error status.
+    let (first, second) = tokio::join!(
+        post(&app, "/count", Some(&cookie)),
+        post(&app, "/count", Some(&cookie))
+    );
+    assert_eq!(first.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[actix_web::test]
+async fn middleware_built_per_worker_shares_write_turns_and_metrics() {
+    let key = Key::generate();
+    let memory = latchkey::memory::MemoryStore::new();
+    let store = SlowSaves(memory.clone(), Slowness::Yield);
+    let worker = |store: SlowSaves| {
+        let middleware = builder(store, &key).build().unwrap();
+        let metrics = middleware.metrics();
+        let app = App::new().wrap(middleware).route(
+            "/slow-count",
+            web::post().to(|session: Session| async move {
+                let n = session.update("n", |n: Option<u64>| n.unwrap_or(0) + 1)?;
+                // Let the other requests load before this one writes.
+                tokio::task::yield_now().await;
+                Ok::<_, latchkey::Error>(n.to_string())
+            }),
+        );
+        (app, metrics)
+    };
+    let (first, metrics) = worker(store.clone());
+    let (second, other_metrics) = worker(store.clone());
+    assert!(Arc::ptr_eq(&metrics, &other_metrics), "one set of metrics");
+    let first = test::init_service(first).await;
+    let second = test::init_service(second).await;
+    let cookie = session_cookie(&post(&first, "/slow-count", None).await).unwrap();
+    let requests = (0..20).map(|i| {
+        let (first, second, cookie) = (&first, &second, cookie.clone());
+        async move {
+            if i % 2 == 0 {
+                post(first, "/slow-count", Some(&cookie)).await.status()
+            } else {
+                post(second, "/slow-count", Some(&cookie)).await.status()
+            }
+        }
+    });
+    let statuses = futures_util::future::join_all(requests).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK));
+    let record = store
+        .load(&token_of(&cookie, &key).id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.data["n"], 21);
+    assert_eq!(
+        metrics.snapshot().conflicts_replayed,
+        0,
+        "writers in both workers took turns instead of conflicting"
+    );
+    assert_eq!(metrics.snapshot().loads, 20, "both workers counted");
+}
+
+#[actix_web::test]
+async fn remaining_time_is_read_without_extending() {
+    let key = Key::generate();
+    let store = CountingStore::new(latchkey::memory::MemoryStore::new());
+    let calls = Arc::clone(&store.calls);
+    let app = test::init_service(
+        App::new()
+            .wrap(
+                builder(store, &key)
+                    .idle_timeout(Duration::from_secs(600))
+                    .build()
+                    .unwrap(),
+            )
+            .configure(routes),
+    )
+    .await;
+    let cookie = session_cookie(&post(&app, "/count", None).await).unwrap();
+    let body = test::read_body(get(&app, "/expires-in", Some(&cookie)).await).await;
+    let seconds: u64 = std::str::from_utf8(&body)
+        .unwrap()
+        .trim_start_matches("Some(")
+        .trim_end_matches(')')
+        .parse()
+        .unwrap();
+    assert!((598..=600).contains(&seconds), "{seconds}");
+    assert_eq!(calls.snapshot().touch, 0);
+    assert_eq!(calls.snapshot().save, 0);
+    let none = test::read_body(get(&app, "/expires-in", None).await).await;
+    assert_eq!(none.as_ref(), b"None");
+}
+
+#[actix_web::test]
+async fn unbounded_durations_are_refused() {
+    let refused = builder(latchkey::memory::MemoryStore::new(), &Key::generate())
+        .lifetime(Duration::MAX)
+        .build();
+    assert!(matches!(
+        refused,
+        Err(latchkey::ConfigError::DurationTooLong { .. })
+    ));
+    let never_fires = builder(latchkey::memory::MemoryStore::new(), &Key::generate())
+        .idle_timeout(Duration::from_secs(60))
+        .idle_extension_interval(Duration::from_secs(60))
+        .build();
+    assert!(matches!(
+        never_fires,
+        Err(latchkey::ConfigError::ExtensionIntervalNeverFires { .. })
+    ));
+}
