@@ -438,6 +438,17 @@ async fn persistent_cookies_carry_max_age() {
             (598..=600).contains(&max_age),
             "{backend}: Max-Age follows the idle timeout, got {max_age}"
         );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let saved = get(&app, "/count", Some(&cookie)).await;
+        assert!(
+            session_cookie(&saved).is_some_and(|c| c.max_age().is_some()),
+            "{backend}: a save moves the idle deadline, and the cookie's Max-Age is re-sent"
+        );
+        let read = get(&app, "/read", Some(&cookie)).await;
+        assert!(
+            session_cookie(&read).is_none(),
+            "{backend}: a read whose extension is not due sends no cookie"
+        );
         let browser = service(
             builder(
                 AnyStore::new(latchkey::memory::MemoryStore::new()),

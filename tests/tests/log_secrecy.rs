@@ -119,6 +119,12 @@ async fn no_token_reaches_the_logs_or_error_messages() {
         "the failing store's errors were logged"
     );
     assert!(
+        logs.lines().any(
+            |line| line.contains("INFO") && line.contains("session cookie failed verification")
+        ),
+        "rejected cookies are logged at INFO"
+    );
+    assert!(
         secrets.len() > 8,
         "tokens were handed out: {}",
         secrets.len()

@@ -46,26 +46,29 @@
 //! 1. The middleware does nothing until something takes the [`Session`]: a
 //!    request that never does costs no store access and gets no cookie.
 //! 2. Taking the `Session` verifies the cookie's signature (or decrypts it) and
-//!    the token's form, then loads the session. A missing, malformed, forged,
-//!    expired or unknown cookie yields a new, empty session; nothing invalid
-//!    reaches the store.
+//!    the token's form, then loads the session, once per request however many
+//!    extractors take it. A missing, malformed, forged, expired or unknown
+//!    cookie yields a new, empty session; nothing invalid reaches the store.
 //! 3. The handler reads and writes synchronously: [`Session::get`],
 //!    [`insert`](Session::insert), [`remove`](Session::remove),
 //!    [`update`](Session::update), [`clear`](Session::clear),
 //!    [`renew`](Session::renew), [`purge`](Session::purge),
 //!    [`set_owner`](Session::set_owner).
-//! 4. After the handler: unchanged sessions are not written, except to move the
-//!    idle deadline at most once per [extension
-//!    interval](SessionMiddlewareBuilder::idle_extension_interval) (writes move it
-//!    on the same schedule); new non-empty
-//!    sessions are created; changed ones are saved with compare-and-set on their
-//!    version; purged ones are deleted and the cookie removed; renewed ones get a
-//!    new token and the old one is deleted.
+//! 4. After the handler, one outcome decides the store work: a session whose
+//!    values and owner are as loaded writes nothing, except a `touch` when the
+//!    [idle extension](SessionMiddlewareBuilder::idle_extension) is due; a
+//!    changed one is saved with compare-and-set on its version; a new non-empty
+//!    one is created; a renewed one is created under a new token and the old
+//!    token retired only at the version loaded; a purged one is deleted and its
+//!    cookie removed.
 //! 5. If another request saved the session in between, this request's changes
 //!    are replayed on the fresh copy (each `update` function runs again), up to
-//!    [a bound](SessionMiddlewareBuilder::max_conflict_retries). Two requests that
-//!    change different keys both land; `n` concurrent `update(k, +1)` add `n`. A
-//!    session deleted meanwhile (logged out elsewhere) is not brought back.
+//!    [a bound](SessionMiddlewareBuilder::max_conflict_retries), with the limits
+//!    checked again on the result. Two requests that change different keys both
+//!    land; `n` concurrent `update(k, +1)` add `n`. A session deleted meanwhile
+//!    (logged out elsewhere) is not written back, not renewed back to life, and
+//!    its cookie is left alone. All of a request's session work is bounded by
+//!    [one deadline](SessionMiddlewareBuilder::session_deadline).
 //! 6. If the store fails, the response becomes the configured status (503 by
 //!    default) with an opaque body; the error is logged, never the token. A
 //!    handler that returns a [`latchkey::Error`](Error) (a limit exceeded, a

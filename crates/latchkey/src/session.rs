@@ -31,8 +31,9 @@ use crate::ops::Op;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SessionStatus {
-    /// Nothing written; the store will not be written either (except for a due
-    /// idle-deadline extension).
+    /// Values and owner are as loaded (changes that change nothing, or that
+    /// cancel out, do not count); the store will not be written (except for a
+    /// due idle-deadline extension).
     Unchanged,
     /// Values or owner changed; the change is saved after the handler.
     Changed,
@@ -439,9 +440,15 @@ impl Session {
         let _ = self.state().apply(Op::Clear, &self.config);
     }
 
-    /// Gives the session a new token, keeping its values and owner, and deletes
-    /// the old token's session. Call it whenever privileges change, above all on
-    /// login, so a token planted before login (session fixation) is worthless.
+    /// Gives the session a new token, keeping its values, owner, creation time
+    /// and absolute deadline, and deletes the old token's session. Call it
+    /// whenever privileges change, so a token planted before (session fixation)
+    /// is worthless; on login, [`login`](Self::login) also starts a new lifetime.
+    ///
+    /// The old session is retired only at the version this request loaded: if
+    /// another request changed it meanwhile, this request's changes are
+    /// replayed on top; if it was deleted meanwhile (logged out elsewhere),
+    /// nothing is written and no new cookie is sent.
     ///
     /// # Examples
     ///
