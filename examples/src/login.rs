@@ -75,10 +75,10 @@ async fn login(
                 "<p>Email and password are required.</p>{LOGIN_FORM}"
             )));
     }
-    // A new id on every privilege change: a token planted before login is useless.
-    session.renew();
+    // A new id on every privilege change, so a token planted before login is
+    // useless, and a new lifetime, since the user just proved who they are.
     session.insert(EMAIL_KEY, &email)?;
-    session.set_owner(email);
+    session.login(email);
     Ok(see_other("/admin"))
 }
 

@@ -65,6 +65,21 @@ fn exhaustive() -> Vec<Scenario> {
         Scenario::new("two renewals")
             .request([Renew, Append])
             .request([Renew, Append]),
+        Scenario::new("renewal races a limit")
+            .request([Insert("a".into())])
+            .request([Renew, Insert("b".into())])
+            .max_keys(2),
+        Scenario::new("size limit holds on merged changes")
+            .request([Append, Insert("a".into())])
+            .request([Append, Insert("b".into())])
+            .max_bytes(40),
+        Scenario::new("login races append and log out everywhere")
+            .request([Login, Append])
+            .request([Append])
+            .action(Action::DeleteByOwner),
+        Scenario::new("login races renew")
+            .request([Login])
+            .request([Renew, Append]),
         Scenario::new("three appends")
             .request([Append])
             .request([Append])

@@ -15,8 +15,10 @@ use crate::token::SessionId;
 pub enum SaveOutcome {
     /// Written; the record now has this version.
     Saved(u64),
-    /// Not written: the stored version differs from the expected one. Reload,
-    /// reapply the change and try again.
+    /// Not written: the stored version differs from the expected one, or (on
+    /// some stores) the session was deleted while this call waited for it.
+    /// Reload, reapply the change and try again; a reload that finds nothing
+    /// means the session is gone.
     Conflict,
     /// Not written: there is no live session under this id (deleted or expired
     /// meanwhile). The session must not be brought back.
@@ -29,8 +31,9 @@ pub enum SaveOutcome {
 pub enum DeleteOutcome {
     /// The session was at the expected version and is gone now.
     Deleted,
-    /// Not deleted: the stored version differs from the expected one. Reload,
-    /// reapply the change and try again.
+    /// Not deleted: the stored version differs from the expected one, or (on
+    /// some stores) the session was deleted while this call waited for it.
+    /// Reload: the reload tells which.
     Conflict,
     /// Not deleted: there is no live session under this id (deleted or expired
     /// meanwhile).

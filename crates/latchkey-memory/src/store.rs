@@ -10,6 +10,10 @@ use latchkey_core::{
     StoreError, Timestamp,
 };
 
+/// The most passes `delete_by_owner` makes over an owner's index: each pass
+/// after the first only finds sessions renewed while the previous one ran.
+const DELETE_BY_OWNER_PASSES: usize = 8;
+
 /// How often, at most, writes sweep one shard of expired sessions.
 const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -426,12 +430,35 @@ impl SessionStore for MemoryStore {
         owner: &str,
         keep: Option<&SessionId>,
     ) -> Result<u64, StoreError> {
+        // A renewal racing this creates its new session (indexed) before
+        // retiring the old one: a pass that found the old one already gone is
+        // followed by another, which finds the new one.
         let now = Timestamp::now();
         let mut deleted = 0;
-        for id in self.owned_ids(owner) {
-            if Some(&id) == keep {
-                continue;
+        for _ in 0..DELETE_BY_OWNER_PASSES {
+            let ids: Vec<SessionId> = self
+                .owned_ids(owner)
+                .into_iter()
+                .filter(|id| Some(id) != keep)
+                .collect();
+            if ids.is_empty() {
+                break;
             }
+            deleted += self.delete_owned(owner, ids, now);
+        }
+        Ok(deleted)
+    }
+
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        Ok(self.sweep_all(Timestamp::now()))
+    }
+}
+
+impl MemoryStore {
+    /// Deletes those of `ids` still owned by `owner`, returning how many were live.
+    fn delete_owned(&self, owner: &str, ids: Vec<SessionId>, now: Timestamp) -> u64 {
+        let mut deleted = 0;
+        for id in ids {
             let mut shard = lock(self.shard(&id));
             let owned_and_live = shard.get(&id).map(|record| {
                 (
@@ -444,11 +471,7 @@ impl SessionStore for MemoryStore {
                 deleted += u64::from(!expired);
             }
         }
-        Ok(deleted)
-    }
-
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        Ok(self.sweep_all(Timestamp::now()))
+        deleted
     }
 }
 

@@ -244,9 +244,9 @@ impl From<StoreError> for Failure {
 }
 
 impl Failure {
-    /// The connection was found dead before the statement ran (the server
-    /// restarted, or an administrator terminated the backend): safe to retry on
-    /// a fresh connection, even for writes.
+    /// The connection was found closed (the server restarted, or an
+    /// administrator terminated the backend), before or while the statement
+    /// ran: only an idempotent statement may be retried on a fresh connection.
     fn connection_was_closed(&self) -> bool {
         matches!(self, Failure::Db(err) if err.is_closed())
     }
@@ -432,8 +432,9 @@ impl PostgresStore {
         }
     }
 
-    /// Runs `attempt` on a pooled connection within the timeout, once more on a
-    /// fresh connection if the first one turned out to be closed.
+    /// Runs an idempotent `attempt` (a read, a delete, a touch) on a pooled
+    /// connection within the timeout, once more on a fresh connection if the
+    /// first one turned out to be closed: sending it twice is harmless.
     async fn run<T, F, Fut>(&self, attempt: F) -> Result<T, StoreError>
     where
         F: Fn(Object) -> Fut,
@@ -444,11 +445,44 @@ impl PostgresStore {
             match first {
                 Err(failure) if failure.connection_was_closed() => {
                     tracing::debug!("postgres connection was closed; retrying on a fresh one");
-                    attempt(self.pool.get().await?).await
+                    attempt(self.open_connection().await?).await
                 }
                 other => other,
             }
         };
+        self.bounded(work).await
+    }
+
+    /// Runs a write that must not be sent twice (create, compare-and-set): a
+    /// connection seen closed before sending is replaced, but once the statement
+    /// went out, a failure is reported, never retried. tokio-postgres reports a
+    /// connection that died while the statement was in flight as closed too,
+    /// and the statement may have committed.
+    async fn run_once<T, F, Fut>(&self, attempt: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Object) -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        self.bounded(async { attempt(self.open_connection().await?).await })
+            .await
+    }
+
+    /// A pooled connection that is not known to be closed.
+    async fn open_connection(&self) -> Result<Object, Failure> {
+        for _ in 0..3 {
+            let client = self.pool.get().await?;
+            if !client.is_closed() {
+                return Ok(client);
+            }
+            // Dropped connections that report closed are discarded by the pool.
+        }
+        Ok(self.pool.get().await?)
+    }
+
+    async fn bounded<T>(
+        &self,
+        work: impl Future<Output = Result<T, Failure>>,
+    ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.shared.timeout, work).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(Failure::Pool(PoolError::Timeout(_)))) | Err(_) => Err(self.timed_out()),
@@ -479,6 +513,10 @@ impl PostgresStore {
         }
     }
 }
+
+/// The most statements `delete_by_owner` runs: each after the second only finds
+/// sessions renewed while the previous one ran.
+const DELETE_BY_OWNER_PASSES: usize = 8;
 
 impl SessionStore for PostgresStore {
     fn name(&self) -> &'static str {
@@ -512,7 +550,7 @@ impl SessionStore for PostgresStore {
         let now = system_time(Timestamp::now());
         let owner = record.owner.as_deref();
         let inserted = self
-            .run(|client| async move {
+            .run_once(|client| async move {
                 let stmt = client.prepare_cached(&self.shared.sql.create).await?;
                 Ok(client
                     .query_opt(
@@ -546,7 +584,7 @@ impl SessionStore for PostgresStore {
         );
         let now = system_time(Timestamp::now());
         let row = self
-            .run(|client| async move {
+            .run_once(|client| async move {
                 let stmt = client.prepare_cached(&self.shared.sql.save).await?;
                 Ok(client
                     .query_one(
@@ -601,7 +639,7 @@ impl SessionStore for PostgresStore {
         let expected = version_param(expected_version)?;
         let now = system_time(Timestamp::now());
         let row = self
-            .run(|client| async move {
+            .run_once(|client| async move {
                 let stmt = client
                     .prepare_cached(&self.shared.sql.delete_at_version)
                     .await?;
@@ -643,15 +681,28 @@ impl SessionStore for PostgresStore {
         owner: &str,
         keep: Option<&SessionId>,
     ) -> Result<u64, StoreError> {
-        let now = system_time(Timestamp::now());
         let keep = keep.map(|id| id.as_bytes().as_slice());
-        self.run(|client| async move {
-            let stmt = client
-                .prepare_cached(&self.shared.sql.delete_by_owner)
+        // A renewal racing this commits its new session before retiring the old
+        // one. A statement that waited on the old one's row lock while it was
+        // retired cannot see the new one (its snapshot is older), but the next
+        // statement can: run until a statement after the first deletes nothing.
+        let mut deleted = 0;
+        for pass in 0..DELETE_BY_OWNER_PASSES {
+            let now = system_time(Timestamp::now());
+            let count = self
+                .run(|client| async move {
+                    let stmt = client
+                        .prepare_cached(&self.shared.sql.delete_by_owner)
+                        .await?;
+                    Ok(client.execute(&stmt, &[&owner, &now, &keep]).await?)
+                })
                 .await?;
-            Ok(client.execute(&stmt, &[&owner, &now, &keep]).await?)
-        })
-        .await
+            deleted += count;
+            if pass > 0 && count == 0 {
+                break;
+            }
+        }
+        Ok(deleted)
     }
 
     async fn delete_expired(&self) -> Result<u64, StoreError> {

@@ -236,6 +236,25 @@ fn terminated_connections_are_replaced_and_the_next_request_succeeds() {
             store.save(&id, &rec, rec.version).await.unwrap(),
             latchkey_core::SaveOutcome::Saved(_)
         ));
+
+        // A write, which is never sent twice, still gets a live connection when
+        // the pooled ones died before it was sent.
+        futures_util::future::join_all((0..4).map(|_| store.load(&id))).await;
+        let terminated: i64 = admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+                &[&application],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(terminated >= 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let current = rec.version + 1;
+        assert!(matches!(
+            store.save(&id, &rec, current).await.unwrap(),
+            latchkey_core::SaveOutcome::Saved(_)
+        ));
     });
 }
 
@@ -293,5 +312,72 @@ fn a_store_on_an_application_pool_works_and_validates_names() {
             store.load(&id).await.unwrap().unwrap().data["n"],
             serde_json::json!(1)
         );
+    });
+}
+
+/// "Log out everywhere" racing a renewal: the renewal creates its new session,
+/// then retires the old one while `delete_by_owner`'s statement waits on a row
+/// lock with a snapshot too old to see the new session. The store's next
+/// statement finds it: no session of the owner survives.
+#[test]
+fn delete_by_owner_finds_a_session_renewed_while_it_ran() {
+    block_on(async {
+        let schema = unique_name("revoke_race");
+        let store = store_in(&schema);
+        store.migrate().await.unwrap();
+        let owner = "x";
+        let owned = |ttl| {
+            let mut r = record(ttl);
+            r.owner = Some(owner.into());
+            r
+        };
+        let (first, renewed) = (
+            SessionToken::generate().unwrap().id(),
+            SessionToken::generate().unwrap().id(),
+        );
+        store
+            .create(&first, &owned(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        store
+            .create(&renewed, &owned(Duration::from_secs(60)))
+            .await
+            .unwrap();
+
+        // Another transaction holds the first session's row lock.
+        let mut locker = admin().await;
+        let lock = locker.transaction().await.unwrap();
+        lock.execute(
+            &format!(
+                "SELECT 1 FROM \"{schema}\".\"{}\" WHERE id = $1 FOR UPDATE",
+                store.table()
+            ),
+            &[&first.as_bytes().as_slice()],
+        )
+        .await
+        .unwrap();
+        let revoke = {
+            let store = store.clone();
+            tokio::spawn(async move { store.delete_by_owner(owner, None).await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!revoke.is_finished(), "delete_by_owner waits on the lock");
+
+        // The renewal: new session first, then the old one retired at its version.
+        let successor = SessionToken::generate().unwrap().id();
+        store
+            .create(&successor, &owned(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        let retired = store.delete_at_version(&renewed, 1).await.unwrap();
+        assert_eq!(retired, latchkey_core::DeleteOutcome::Deleted);
+
+        lock.commit().await.unwrap();
+        revoke.await.unwrap().unwrap();
+        assert!(
+            store.list_by_owner(owner).await.unwrap().is_empty(),
+            "no session of the owner survives"
+        );
+        assert!(store.load(&successor).await.unwrap().is_none());
     });
 }

@@ -19,11 +19,13 @@ return 1
 ";
 
 /// Compare-and-set. KEYS[1] session; ARGV expected, data, has_owner, owner, idle,
-/// absolute, expire_at. Returns the new version, -1 when missing, -2 on conflict.
+/// absolute, expire_at, now. Returns the new version, -1 when missing (absent, or
+/// expired by the application's clock), -2 on conflict.
 pub(crate) const SAVE: &str = r"
-local current = redis.call('HGET', KEYS[1], 'v')
-if not current then return -1 end
-if current ~= ARGV[1] then return -2 end
+local f = redis.call('HMGET', KEYS[1], 'v', 'i', 'a')
+if not f[1] then return -1 end
+if math.min(tonumber(f[2]), tonumber(f[3])) <= tonumber(ARGV[8]) then return -1 end
+if f[1] ~= ARGV[1] then return -2 end
 local version = redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('HSET', KEYS[1], 'd', ARGV[2], 'i', ARGV[5], 'a', ARGV[6])
 if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'o', ARGV[4]) else redis.call('HDEL', KEYS[1], 'o') end
@@ -32,20 +34,25 @@ return version
 ";
 
 /// Moves the deadlines of a live session. KEYS[1] session; ARGV idle, absolute,
-/// expire_at. Returns 1 when touched, 0 when missing.
+/// expire_at, now. Returns 1 when touched, 0 when missing (absent, or expired by
+/// the application's clock).
 pub(crate) const TOUCH: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local f = redis.call('HMGET', KEYS[1], 'i', 'a')
+if not f[1] then return 0 end
+if math.min(tonumber(f[1]), tonumber(f[2])) <= tonumber(ARGV[4]) then return 0 end
 redis.call('HSET', KEYS[1], 'i', ARGV[1], 'a', ARGV[2])
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 return 1
 ";
 
-/// Compare-and-delete. KEYS[1] session; ARGV expected. Returns 1 when deleted,
-/// -1 when missing, -2 on conflict.
+/// Compare-and-delete. KEYS[1] session; ARGV expected, now. Returns 1 when
+/// deleted, -1 when missing (absent, or expired by the application's clock), -2
+/// on conflict.
 pub(crate) const DELETE_AT_VERSION: &str = r"
-local current = redis.call('HGET', KEYS[1], 'v')
-if not current then return -1 end
-if current ~= ARGV[1] then return -2 end
+local f = redis.call('HMGET', KEYS[1], 'v', 'i', 'a')
+if not f[1] then return -1 end
+if math.min(tonumber(f[2]), tonumber(f[3])) <= tonumber(ARGV[2]) then return -1 end
+if f[1] ~= ARGV[1] then return -2 end
 redis.call('DEL', KEYS[1])
 return 1
 ";

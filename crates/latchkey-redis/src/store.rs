@@ -17,6 +17,10 @@ use crate::scripts::{Call, Scripts, is_noscript, pipeline};
 
 const STORE: &str = "redis";
 
+/// The most passes `delete_by_owner` makes over an owner's index: each pass
+/// after the first only finds sessions renewed while the previous one ran.
+const DELETE_BY_OWNER_PASSES: usize = 8;
+
 /// Default key prefix.
 pub const DEFAULT_PREFIX: &str = "latchkey:";
 
@@ -566,7 +570,8 @@ where
         let session = owner_args(session, record.owner.as_deref())
             .arg(record.deadlines.idle.as_millis())
             .arg(record.deadlines.absolute.as_millis())
-            .arg(record.deadlines.expires_at().as_millis());
+            .arg(record.deadlines.expires_at().as_millis())
+            .arg(Timestamp::now().as_millis());
         let mut calls = vec![session];
         calls.extend(
             record
@@ -588,7 +593,8 @@ where
         )
         .arg(deadlines.idle.as_millis())
         .arg(deadlines.absolute.as_millis())
-        .arg(deadlines.expires_at().as_millis());
+        .arg(deadlines.expires_at().as_millis())
+        .arg(Timestamp::now().as_millis());
         Ok(integer(self.eval(vec![call]).await?.into_iter().next())? == 1)
     }
 
@@ -613,7 +619,8 @@ where
             &self.shared.scripts.delete_at_version,
             self.session_key(id).into_bytes(),
         )
-        .arg(expected_version);
+        .arg(expected_version)
+        .arg(Timestamp::now().as_millis());
         Ok(
             match integer(self.eval(vec![call]).await?.into_iter().next())? {
                 1 => DeleteOutcome::Deleted,
@@ -657,6 +664,37 @@ where
         owner: &str,
         keep: Option<&SessionId>,
     ) -> Result<u64, StoreError> {
+        // A renewal racing this indexes its new session before retiring the
+        // old one: a pass that found the old one already gone is followed by
+        // another, which finds the new one.
+        let mut deleted = 0;
+        for _ in 0..DELETE_BY_OWNER_PASSES {
+            match self.delete_indexed(owner, keep).await? {
+                Some(count) => deleted += count,
+                None => break,
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Redis removes expired sessions itself (each key carries its TTL), so there
+    /// is nothing to do.
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}
+
+impl<C> RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    /// One pass of `delete_by_owner`: deletes the sessions the owner's index
+    /// names (but `keep`) and clears them from it; `None` when it names none.
+    async fn delete_indexed(
+        &self,
+        owner: &str,
+        keep: Option<&SessionId>,
+    ) -> Result<Option<u64>, StoreError> {
         let index = self.owner_key(owner);
         let keep_hex = keep.map(SessionId::to_hex);
         let doomed: Vec<String> = self
@@ -666,7 +704,7 @@ where
             .filter(|m| Some(m) != keep_hex.as_ref())
             .collect();
         if doomed.is_empty() {
-            return Ok(0);
+            return Ok(None);
         }
         let calls = doomed
             .iter()
@@ -683,13 +721,7 @@ where
             deleted += u64::from(integer(Some(reply))? == 1);
         }
         self.drop_index_members(&index, doomed).await?;
-        Ok(deleted)
-    }
-
-    /// Redis removes expired sessions itself (each key carries its TTL), so there
-    /// is nothing to do.
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        Ok(0)
+        Ok(Some(deleted))
     }
 }
 

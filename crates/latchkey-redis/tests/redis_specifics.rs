@@ -273,3 +273,41 @@ fn connect_checks_the_server_at_once() {
         );
     });
 }
+
+/// A session whose deadlines have passed by the application's clock is gone to
+/// every write, even while Redis (whose clock may lag) still holds its key.
+#[test]
+fn writes_see_a_session_expired_by_the_application_clock_as_missing() {
+    block_on(async {
+        let prefix = format!("{}:", unique_name("clock"));
+        let store = RedisStore::builder(redis_url())
+            .prefix(&prefix)
+            .build()
+            .unwrap();
+        let id = SessionToken::generate().unwrap().id();
+        let rec = record(Duration::from_secs(30));
+        store.create(&id, &rec).await.unwrap();
+        // Deadlines in the past, the key's TTL still a minute away: what a
+        // Redis clock running behind the application's looks like.
+        let past = Timestamp::now().as_millis() - 1_000;
+        let mut conn = raw().await;
+        let key = store.session_key(&id);
+        let _: () = conn
+            .hset_multiple(&key, &[("i", past), ("a", past)])
+            .await
+            .unwrap();
+        let _: () = conn.pexpire(&key, 60_000).await.unwrap();
+
+        assert_eq!(store.load(&id).await.unwrap(), None);
+        assert_eq!(
+            store.save(&id, &rec, 1).await.unwrap(),
+            SaveOutcome::Missing
+        );
+        assert!(!store.touch(&id, rec.deadlines).await.unwrap());
+        assert_eq!(
+            store.delete_at_version(&id, 1).await.unwrap(),
+            latchkey_core::DeleteOutcome::Missing
+        );
+        let _: () = conn.del(&key).await.unwrap();
+    });
+}

@@ -196,10 +196,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         expected_version: u64,
     ) -> Result<DeleteOutcome, StoreError> {
         self.forget(id);
-        let outcome = self.inner.delete_at_version(id, expected_version).await;
-        // A load that read the session before this delete may finish after it.
-        self.forget(id);
-        outcome
+        self.inner.delete_at_version(id, expected_version).await
     }
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, StoreError> {

@@ -66,9 +66,11 @@ pub enum IdleExtension {
     /// Every request that takes the session moves the deadline: one that
     /// changes the session as part of its save, one that only reads it with a
     /// store touch at most once per
-    /// [extension interval](SessionMiddlewareBuilder::idle_extension_interval).
-    /// The default: a session expires only after `idle_timeout` without any use.
-    /// actix-session's `OnEveryRequest`; express-session's default store touch.
+    /// [extension interval](SessionMiddlewareBuilder::idle_extension_interval)
+    /// (and once more when the deadline can reach the absolute one). The
+    /// default: a session used at least once per `idle_timeout − interval`
+    /// lives until its absolute deadline. actix-session's `OnEveryRequest`;
+    /// express-session's default store touch.
     #[default]
     OnEveryRequest,
     /// Only requests that change the session move the deadline; reads never
@@ -484,8 +486,8 @@ impl SessionMiddlewareBuilder {
 
     /// When the idle deadline moves; see [`IdleExtension`].
     ///
-    /// Default: [`IdleExtension::OnEveryRequest`], so a session in use never
-    /// expires before its absolute lifetime.
+    /// Default: [`IdleExtension::OnEveryRequest`], so a session in use lasts
+    /// its whole absolute lifetime.
     ///
     /// # Examples
     ///
@@ -536,7 +538,7 @@ impl SessionMiddlewareBuilder {
     /// load, the wait for its turn behind other writers of the same session, and
     /// the write-back with every replay. Past it, the request answers the
     /// [store-error status](Self::store_error_status) and the change is not saved
-    /// (a write already sent may still land; it is never sent twice).
+    /// (a write already sent may still land: its outcome is unknown).
     ///
     /// Default: 10 seconds, well past a healthy store's latency yet short
     /// enough that a stalled store cannot hold requests open indefinitely.

@@ -192,51 +192,106 @@ async fn renewed(
         }
         record
     };
-    let mut record = successor(&pending);
+    let record = successor(&pending);
     let token = create(store, &record).await?;
     let new = token.id();
+    // Until the old session is retired the new one is an orphan no client
+    // knows: it goes on every exit but success, and on cancellation too.
+    let orphan = Orphan::new(store, new);
+    let retired = retire(old, new, record, &mut pending, successor, config).await;
+    orphan.disarm();
+    match retired {
+        Ok(Some(deadlines)) => {
+            turn.retired();
+            store.metrics().session_destroyed();
+            tracing::debug!(from = %old, to = %new, "session renewed");
+            Ok(CookieAction::Set(token, deadlines))
+        }
+        Ok(None) => {
+            store.delete(&new).await?;
+            Ok(CookieAction::Keep)
+        }
+        Err(err) => {
+            let _ = store.delete(&new).await;
+            Err(err)
+        }
+    }
+}
+
+/// Retires `old` at the version `pending` builds on, replaying onto `new` after
+/// each conflict: the successor's deadlines once retired, `None` when the
+/// session turned out to be gone (deleted, or logged out everywhere).
+async fn retire(
+    old: SessionId,
+    new: SessionId,
+    mut record: Record,
+    pending: &mut Pending,
+    successor: impl Fn(&Pending) -> Record,
+    config: &Config,
+) -> Result<Option<Deadlines>, Error> {
+    let store = &config.store;
     let mut new_version = 1;
-    let abandon = |reason: &'static str| async move {
-        tracing::debug!(session = %old, reason, "renewal abandoned");
-        store.delete(&new).await?;
-        Ok::<_, Error>(CookieAction::Keep)
-    };
     for attempt in 0..=config.max_conflict_retries {
-        let retired = match store.delete_at_version(&old, pending.expected).await {
-            Ok(outcome) => outcome,
-            Err(err) => {
-                // Whether the old session is gone is unknown: the new one must
-                // not outlive this request unseen.
-                let _ = store.delete(&new).await;
-                return Err(err.into());
+        match store.delete_at_version(&old, pending.expected).await? {
+            DeleteOutcome::Deleted => return Ok(Some(record.deadlines)),
+            DeleteOutcome::Missing => {
+                tracing::debug!(session = %old, "renewal abandoned: session gone");
+                return Ok(None);
             }
-        };
-        match retired {
-            DeleteOutcome::Deleted => {
-                turn.retired();
-                store.metrics().session_destroyed();
-                tracing::debug!(from = %old, to = %new, "session renewed");
-                return Ok(CookieAction::Set(token, record.deadlines));
-            }
-            DeleteOutcome::Missing => return abandon("old session gone").await,
             DeleteOutcome::Conflict => {
                 if !pending.reload(&old, attempt, config).await? {
-                    return abandon("old session gone").await;
+                    tracing::debug!(session = %old, "renewal abandoned: session gone");
+                    return Ok(None);
                 }
-                record = successor(&pending);
+                record = successor(pending);
                 match store.save(&new, &record, new_version).await? {
                     SaveOutcome::Saved(version) => new_version = version,
                     // Only a "log out everywhere" can have reached the new
                     // session, which no client knows yet.
                     SaveOutcome::Missing | SaveOutcome::Conflict => {
-                        return abandon("new session deleted").await;
+                        tracing::debug!(session = %old, "renewal abandoned: new session deleted");
+                        return Ok(None);
                     }
                 }
             }
         }
     }
-    let _ = store.delete(&new).await;
     Err(gave_up(&old, config))
+}
+
+/// A session created for a renewal that has not been handed out yet: deleted
+/// if the request is cancelled (by its deadline) before it is.
+struct Orphan {
+    store: Option<ObservedStore>,
+    id: SessionId,
+}
+
+impl Orphan {
+    fn new(store: &ObservedStore, id: SessionId) -> Self {
+        Self {
+            store: Some(store.clone()),
+            id,
+        }
+    }
+
+    /// The renewal finished (either way) and dealt with the session itself.
+    fn disarm(mut self) {
+        self.store = None;
+    }
+}
+
+impl Drop for Orphan {
+    fn drop(&mut self) {
+        let (Some(store), Ok(runtime)) = (self.store.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let id = self.id;
+        tracing::debug!(session = %id, "renewal cancelled; deleting its new session");
+        runtime.spawn(async move {
+            let _ = store.delete(&id).await;
+        });
+    }
 }
 
 async fn purged(
@@ -342,14 +397,18 @@ fn refreshed(loaded: Loaded, deadlines: Deadlines, config: &Config) -> CookieAct
     }
 }
 
-/// Whether a request that changed nothing should move the idle deadline.
+/// Whether a request that changed nothing should move the idle deadline: once
+/// it would move by the extension interval, or, near the end of the session's
+/// life, when it would reach the absolute deadline (moving by less), so that a
+/// session in use lasts its whole lifetime.
 fn touch_due(deadlines: &Deadlines, config: &Config, now: Timestamp) -> bool {
-    config.idle_extension == IdleExtension::OnEveryRequest
-        && deadlines
-            .extended(now, config.idle_timeout)
-            .idle
-            .saturating_since(deadlines.idle)
-            >= config.extension_interval
+    if config.idle_extension != IdleExtension::OnEveryRequest {
+        return false;
+    }
+    let extended = deadlines.extended(now, config.idle_timeout);
+    let moved = extended.idle.saturating_since(deadlines.idle);
+    moved >= config.extension_interval
+        || (extended.idle == extended.absolute && extended.idle > deadlines.idle)
 }
 
 /// The deadlines a save writes: the idle one moved unless the policy never
@@ -418,6 +477,51 @@ fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use latchkey_memory::MemoryStore;
+
+    fn config(idle: Duration, interval: Duration) -> std::sync::Arc<Config> {
+        let middleware = crate::SessionMiddleware::builder(
+            MemoryStore::new(),
+            actix_web::cookie::Key::generate(),
+        )
+        .idle_timeout(idle)
+        .idle_extension_interval(interval)
+        .build();
+        match middleware {
+            Ok(middleware) => middleware.config(),
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    #[test]
+    fn reads_extend_once_per_interval_and_up_to_the_absolute_deadline() {
+        let config = config(Duration::from_secs(100), Duration::from_secs(10));
+        let at = Timestamp::from_millis;
+        let deadlines = Deadlines {
+            idle: at(100_000),
+            absolute: at(1_000_000),
+        };
+        assert!(!touch_due(&deadlines, &config, at(5_000)), "moved 5 s only");
+        assert!(
+            touch_due(&deadlines, &config, at(10_000)),
+            "moved by the interval"
+        );
+        // 3 s before the absolute deadline the extension is capped: it moves the
+        // idle deadline by less than the interval, and is due all the same.
+        let near_end = Deadlines {
+            idle: at(997_000),
+            absolute: at(1_000_000),
+        };
+        assert!(touch_due(&near_end, &config, at(950_000)));
+        let at_end = Deadlines {
+            idle: at(1_000_000),
+            absolute: at(1_000_000),
+        };
+        assert!(
+            !touch_due(&at_end, &config, at(950_000)),
+            "nothing left to move"
+        );
+    }
 
     #[test]
     fn backoff_stays_under_its_ceiling() {

@@ -95,6 +95,11 @@ impl SessionMiddleware {
     pub(crate) fn from_config(config: Arc<Config>) -> Self {
         Self { config }
     }
+
+    #[cfg(test)]
+    pub(crate) fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config)
+    }
 }
 
 impl<S, B> Transform<S, ServiceRequest> for SessionMiddleware

@@ -15,6 +15,8 @@ struct Lineage {
     ended_by: Option<usize>,
     /// Whether any request renewed it.
     renewed: bool,
+    /// The request whose renewal made the current id, if one did.
+    renewed_by: Option<usize>,
 }
 
 fn follow(
@@ -27,6 +29,7 @@ fn follow(
         current: Some(initial.id),
         ended_by: None,
         renewed: false,
+        renewed_by: None,
     };
     let mut created: BTreeMap<usize, SessionId> = BTreeMap::new();
     for (index, (actor, call)) in calls.iter().enumerate() {
@@ -45,6 +48,7 @@ fn follow(
                 };
                 lineage.current = Some(*successor);
                 lineage.renewed = true;
+                lineage.renewed_by = Some(*actor);
                 false
             }
             Call::Delete(id) => is_current(id),
@@ -136,7 +140,7 @@ async fn judge<S: SessionStore>(
     store: &S,
 ) -> Result<(), String> {
     for (request, response) in responses {
-        let limited = scenario.max_keys.is_some() && response.status == 500;
+        let limited = scenario.has_limits() && response.status == 500;
         if response.status != 200 && !limited {
             return Err(format!("request r{request} answered {}", response.status));
         }
@@ -189,13 +193,40 @@ async fn judge<S: SessionStore>(
                 record.data.len()
             ));
         }
+        let bytes = serde_json::to_vec(&record.data).map_or(usize::MAX, |json| json.len());
+        if let Some(max_bytes) = scenario.max_bytes
+            && bytes > max_bytes
+        {
+            return Err(format!(
+                "session {id} holds {bytes} bytes, over the limit of {max_bytes}"
+            ));
+        }
         if record.deadlines.idle > record.deadlines.absolute {
             return Err(format!("session {id}: idle deadline past the absolute one"));
         }
     }
 
     if let Some(current) = lineage.current.and_then(|id| live.get(&id)) {
-        if current.deadlines.absolute != initial.record.deadlines.absolute
+        let logged_in = lineage
+            .renewed_by
+            .is_some_and(|request| scenario.has_step(request, &Step::Login));
+        if logged_in {
+            // A new lifetime, from the login on.
+            if current.created_at < initial.record.created_at
+                || current
+                    .deadlines
+                    .absolute
+                    .saturating_since(current.created_at)
+                    != super::LIFETIME
+            {
+                return Err(format!(
+                    "a login's session should live {:?} from its creation: {:?} / {:?}",
+                    super::LIFETIME,
+                    current.created_at,
+                    current.deadlines.absolute
+                ));
+            }
+        } else if current.deadlines.absolute != initial.record.deadlines.absolute
             || current.created_at != initial.record.created_at
         {
             return Err(format!(
@@ -227,7 +258,7 @@ async fn judge<S: SessionStore>(
                 .requests
                 .iter()
                 .any(|steps| steps.contains(&Step::Purge));
-        if undisturbed && scenario.max_keys.is_none() {
+        if undisturbed && !scenario.has_limits() {
             let appending = (0..scenario.requests.len())
                 .filter(|&r| scenario.has_step(r, &Step::Append))
                 .count();

@@ -27,7 +27,7 @@
 //!   `list_by_owner` and removed by `delete_by_owner`;
 //! - **limits hold** on every stored record;
 //! - **the absolute deadline never moves** (nor the creation time) across
-//!   saves and renewals;
+//!   saves and renewals, but for a `login`, which starts a new lifetime;
 //! - **removal cookies only after `purge()`** (every cookie here is valid);
 //! - no request fails with a store error.
 //!
@@ -95,6 +95,9 @@ pub enum Step {
     SetOwner,
     /// `renew()`.
     Renew,
+    /// `login(owner)` with the owner the session already has: a renewal that
+    /// starts a new lifetime.
+    Login,
     /// `purge()`; steps after it fill a brand-new session.
     Purge,
 }
@@ -125,6 +128,8 @@ pub struct Scenario {
     pub actions: Vec<Action>,
     /// The middleware's `max_keys`, when the scenario tests limits.
     pub max_keys: Option<usize>,
+    /// The middleware's `max_session_bytes`, when the scenario tests limits.
+    pub max_bytes: Option<usize>,
 }
 
 impl Scenario {
@@ -155,6 +160,17 @@ impl Scenario {
     pub fn max_keys(mut self, keys: usize) -> Self {
         self.max_keys = Some(keys);
         self
+    }
+
+    /// Sets the middleware's `max_session_bytes`.
+    #[must_use]
+    pub fn max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = Some(bytes);
+        self
+    }
+
+    fn has_limits(&self) -> bool {
+        self.max_keys.is_some() || self.max_bytes.is_some()
     }
 
     fn has_step(&self, request: usize, wanted: &Step) -> bool {
@@ -379,6 +395,7 @@ async fn run_script(
             }
             Step::SetOwner => session.set_owner(script.owner.clone()),
             Step::Renew => session.renew(),
+            Step::Login => session.login(script.owner.clone()),
             Step::Purge => session.purge(),
         }
     }
@@ -469,6 +486,9 @@ where
             .session_deadline(STALL * 2);
         if let Some(max_keys) = scenario.max_keys {
             builder = builder.max_keys(max_keys);
+        }
+        if let Some(max_bytes) = scenario.max_bytes {
+            builder = builder.max_session_bytes(max_bytes);
         }
         let middleware = builder
             .build()
