@@ -19,8 +19,8 @@ return 1
 ";
 
 /// Compare-and-set. KEYS[1] session; ARGV expected, data, has_owner, owner, idle,
-/// absolute, expire_at, now. Returns the new version, -1 when missing (absent, or
-/// expired by the application's clock), -2 on conflict.
+/// absolute, expire_at, now. Returns `{new version, indexed owner or ''}`, -1
+/// when missing (absent, or expired by the application's clock), -2 on conflict.
 pub(crate) const SAVE: &str = r"
 local f = redis.call('HMGET', KEYS[1], 'v', 'i', 'a')
 if not f[1] then return -1 end
@@ -30,31 +30,50 @@ local version = redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('HSET', KEYS[1], 'd', ARGV[2], 'i', ARGV[5], 'a', ARGV[6])
 if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'o', ARGV[4]) else redis.call('HDEL', KEYS[1], 'o') end
 redis.call('PEXPIREAT', KEYS[1], ARGV[7])
-return version
+return {version, redis.call('HGET', KEYS[1], 'x') or ''}
 ";
 
 /// Moves the deadlines of a live session. KEYS[1] session; ARGV idle, absolute,
-/// expire_at, now. Returns 1 when touched, 0 when missing (absent, or expired by
-/// the application's clock).
+/// expire_at, now. Returns `{owner or '', indexed owner or ''}` when touched, 0
+/// when missing (absent, or expired by the application's clock).
 pub(crate) const TOUCH: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'i', 'a')
+local f = redis.call('HMGET', KEYS[1], 'i', 'a', 'o', 'x')
 if not f[1] then return 0 end
 if math.min(tonumber(f[1]), tonumber(f[2])) <= tonumber(ARGV[4]) then return 0 end
 redis.call('HSET', KEYS[1], 'i', ARGV[1], 'a', ARGV[2])
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+return {f[3] or '', f[4] or ''}
+";
+
+/// Deletes a session. KEYS[1] session. Returns its indexed owner, or '' (also
+/// when there was no session).
+pub(crate) const DELETE: &str = r"
+local x = redis.call('HGET', KEYS[1], 'x')
+redis.call('DEL', KEYS[1])
+return x or ''
+";
+
+/// Records that the session's owner is in that owner's index, if the session
+/// still has that owner. KEYS[1] session; ARGV owner ('' for none). Returns 1
+/// when recorded.
+pub(crate) const MARK_INDEXED: &str = r"
+local o = redis.call('HGET', KEYS[1], 'o') or ''
+if o ~= ARGV[1] then return 0 end
+if o == '' then redis.call('HDEL', KEYS[1], 'x') else redis.call('HSET', KEYS[1], 'x', o) end
 return 1
 ";
 
-/// Compare-and-delete. KEYS[1] session; ARGV expected, now. Returns 1 when
-/// deleted, -1 when missing (absent, or expired by the application's clock), -2
-/// on conflict.
+/// Compare-and-delete. KEYS[1] session; ARGV expected, now. Returns `{1,
+/// indexed owner or ''}` when deleted, -1 when missing (absent, or expired by
+/// the application's clock), -2 on conflict.
 pub(crate) const DELETE_AT_VERSION: &str = r"
 local f = redis.call('HMGET', KEYS[1], 'v', 'i', 'a')
 if not f[1] then return -1 end
 if math.min(tonumber(f[2]), tonumber(f[3])) <= tonumber(ARGV[2]) then return -1 end
 if f[1] ~= ARGV[1] then return -2 end
+local x = redis.call('HGET', KEYS[1], 'x')
 redis.call('DEL', KEYS[1])
-return 1
+return {1, x or ''}
 ";
 
 /// Deletes a session only while it still belongs to the owner. KEYS[1] session;
@@ -75,15 +94,25 @@ end
 return 1
 ";
 
+/// Removes a session from an owner's index. KEYS[1] owner index; ARGV member.
+/// A script rather than `SREM` so that it travels with the other index calls.
+/// Returns how many were removed.
+pub(crate) const INDEX_REMOVE: &str = r"
+return redis.call('SREM', KEYS[1], ARGV[1])
+";
+
 /// The loaded scripts, hashed once.
 #[derive(Debug)]
 pub(crate) struct Scripts {
     pub(crate) create: Script,
     pub(crate) save: Script,
     pub(crate) touch: Script,
+    pub(crate) delete: Script,
+    pub(crate) mark_indexed: Script,
     pub(crate) delete_at_version: Script,
     pub(crate) delete_if_owned: Script,
     pub(crate) index_add: Script,
+    pub(crate) index_remove: Script,
 }
 
 impl Scripts {
@@ -92,9 +121,12 @@ impl Scripts {
             create: Script::new(CREATE),
             save: Script::new(SAVE),
             touch: Script::new(TOUCH),
+            delete: Script::new(DELETE),
+            mark_indexed: Script::new(MARK_INDEXED),
             delete_at_version: Script::new(DELETE_AT_VERSION),
             delete_if_owned: Script::new(DELETE_IF_OWNED),
             index_add: Script::new(INDEX_ADD),
+            index_remove: Script::new(INDEX_REMOVE),
         }
     }
 
@@ -104,9 +136,12 @@ impl Scripts {
             (&self.create, CREATE),
             (&self.save, SAVE),
             (&self.touch, TOUCH),
+            (&self.delete, DELETE),
+            (&self.mark_indexed, MARK_INDEXED),
             (&self.delete_at_version, DELETE_AT_VERSION),
             (&self.delete_if_owned, DELETE_IF_OWNED),
             (&self.index_add, INDEX_ADD),
+            (&self.index_remove, INDEX_REMOVE),
         ]
         .into_iter()
         .find(|(script, _)| script.get_hash() == hash)
@@ -177,9 +212,12 @@ mod tests {
             (&scripts.create, CREATE),
             (&scripts.save, SAVE),
             (&scripts.touch, TOUCH),
+            (&scripts.delete, DELETE),
+            (&scripts.mark_indexed, MARK_INDEXED),
             (&scripts.delete_at_version, DELETE_AT_VERSION),
             (&scripts.delete_if_owned, DELETE_IF_OWNED),
             (&scripts.index_add, INDEX_ADD),
+            (&scripts.index_remove, INDEX_REMOVE),
         ] {
             assert_eq!(scripts.source_of(script.get_hash()), Some(source));
         }
@@ -192,9 +230,12 @@ mod tests {
             CREATE,
             SAVE,
             TOUCH,
+            DELETE,
+            MARK_INDEXED,
             DELETE_AT_VERSION,
             DELETE_IF_OWNED,
             INDEX_ADD,
+            INDEX_REMOVE,
         ] {
             assert!(source.contains("KEYS[1]"));
             assert!(

@@ -444,14 +444,94 @@ where
         .await
     }
 
-    fn index_call(&self, owner: &str, id: &SessionId, record: &Record) -> Call {
+    fn index_call(&self, owner: &str, id: &SessionId, absolute: Timestamp) -> Call {
         Call::new(
             &self.shared.scripts.index_add,
             self.owner_key(owner).into_bytes(),
         )
         .arg(id.to_hex())
-        .arg(record.deadlines.absolute.as_millis())
+        .arg(absolute.as_millis())
         .arg(Timestamp::now().as_millis())
+    }
+
+    /// Brings the owner indexes in line with a session whose owner is `owner`
+    /// and whose hash says it is indexed under `indexed`: adds it to the new
+    /// owner's index, removes it from the old one's, then records the new owner
+    /// as indexed. The record is written only after the index calls succeeded,
+    /// so a session is never recorded as indexed where it is not; a failure
+    /// leaves the record as it was, and the next save or touch of the session
+    /// repeats the work.
+    async fn reindex(
+        &self,
+        id: &SessionId,
+        indexed: &str,
+        owner: Option<&str>,
+        absolute: Timestamp,
+    ) -> Result<(), StoreError> {
+        if indexed == owner.unwrap_or("") {
+            return Ok(());
+        }
+        let mut calls = Vec::new();
+        calls.extend(owner.map(|owner| self.index_call(owner, id, absolute)));
+        if !indexed.is_empty() {
+            calls.push(
+                Call::new(
+                    &self.shared.scripts.index_remove,
+                    self.owner_key(indexed).into_bytes(),
+                )
+                .arg(id.to_hex()),
+            );
+        }
+        for reply in self.eval(calls).await? {
+            integer(Some(reply))?;
+        }
+        let mark = Call::new(
+            &self.shared.scripts.mark_indexed,
+            self.session_key(id).into_bytes(),
+        )
+        .arg(owner.unwrap_or(""));
+        integer(self.eval(vec![mark]).await?.into_iter().next())?;
+        Ok(())
+    }
+
+    /// Removes a deleted session from the index of the owner it was indexed under.
+    async fn unindex(&self, id: &SessionId, indexed: &str) -> Result<(), StoreError> {
+        if indexed.is_empty() {
+            return Ok(());
+        }
+        self.drop_index_members(&self.owner_key(indexed), vec![id.to_hex()])
+            .await
+    }
+}
+
+/// A script's reply: an integer status, or a list of values on success.
+enum Reply {
+    Status(i64),
+    List(Vec<Value>),
+}
+
+fn reply(value: Option<Value>) -> Result<Reply, StoreError> {
+    match value {
+        Some(Value::Int(n)) => Ok(Reply::Status(n)),
+        Some(Value::Array(values)) => Ok(Reply::List(values)),
+        Some(Value::ServerError(err)) => Err(backend(err.into())),
+        other => Err(StoreError::corrupt(format!(
+            "unexpected script reply {other:?}"
+        ))),
+    }
+}
+
+/// The text at `index` of a script's list reply ('' when absent).
+fn text_at(values: &[Value], index: usize) -> Result<String, StoreError> {
+    match values.get(index) {
+        Some(Value::BulkString(bytes)) => {
+            String::from_utf8(bytes.clone()).map_err(StoreError::corrupt)
+        }
+        Some(Value::SimpleString(text)) => Ok(text.clone()),
+        None | Some(Value::Nil) => Ok(String::new()),
+        Some(other) => Err(StoreError::corrupt(format!(
+            "unexpected script reply element {other:?}"
+        ))),
     }
 }
 
@@ -545,17 +625,14 @@ where
             .arg(record.deadlines.idle.as_millis())
             .arg(record.deadlines.absolute.as_millis())
             .arg(record.deadlines.expires_at().as_millis());
-        let mut calls = vec![session];
-        calls.extend(
-            record
-                .owner
-                .as_deref()
-                .map(|owner| self.index_call(owner, id, record)),
-        );
-        match integer(self.eval(calls).await?.into_iter().next())? {
-            1 => Ok(()),
-            _ => Err(StoreError::IdCollision),
+        match integer(self.eval(vec![session]).await?.into_iter().next())? {
+            1 => {}
+            _ => return Err(StoreError::IdCollision),
         }
+        // Indexed only once the session exists: a listing in between cannot
+        // find the entry's hash absent and prune it.
+        self.reindex(id, "", record.owner.as_deref(), record.deadlines.absolute)
+            .await
     }
 
     async fn save(
@@ -572,18 +649,34 @@ where
             .arg(record.deadlines.absolute.as_millis())
             .arg(record.deadlines.expires_at().as_millis())
             .arg(Timestamp::now().as_millis());
-        let mut calls = vec![session];
-        calls.extend(
-            record
-                .owner
-                .as_deref()
-                .map(|owner| self.index_call(owner, id, record)),
-        );
-        Ok(match integer(self.eval(calls).await?.into_iter().next())? {
-            -1 => SaveOutcome::Missing,
-            -2 => SaveOutcome::Conflict,
-            version => SaveOutcome::Saved(u64::try_from(version).unwrap_or_default()),
-        })
+        match reply(self.eval(vec![session]).await?.into_iter().next())? {
+            Reply::Status(-1) => Ok(SaveOutcome::Missing),
+            Reply::Status(-2) => Ok(SaveOutcome::Conflict),
+            Reply::Status(other) => Err(StoreError::corrupt(format!(
+                "unexpected save status {other}"
+            ))),
+            Reply::List(values) => {
+                let version = match values.first() {
+                    Some(Value::Int(version)) => {
+                        u64::try_from(*version).map_err(StoreError::corrupt)?
+                    }
+                    other => {
+                        return Err(StoreError::corrupt(format!(
+                            "unexpected save version {other:?}"
+                        )));
+                    }
+                };
+                let indexed = text_at(&values, 1)?;
+                self.reindex(
+                    id,
+                    &indexed,
+                    record.owner.as_deref(),
+                    record.deadlines.absolute,
+                )
+                .await?;
+                Ok(SaveOutcome::Saved(version))
+            }
+        }
     }
 
     async fn touch(&self, id: &SessionId, deadlines: Deadlines) -> Result<bool, StoreError> {
@@ -595,19 +688,32 @@ where
         .arg(deadlines.absolute.as_millis())
         .arg(deadlines.expires_at().as_millis())
         .arg(Timestamp::now().as_millis());
-        Ok(integer(self.eval(vec![call]).await?.into_iter().next())? == 1)
+        match reply(self.eval(vec![call]).await?.into_iter().next())? {
+            Reply::Status(_) => Ok(false),
+            Reply::List(values) => {
+                // A touch also finishes index work a failed save left undone.
+                let (owner, indexed) = (text_at(&values, 0)?, text_at(&values, 1)?);
+                let owner = (!owner.is_empty()).then_some(owner.as_str());
+                self.reindex(id, &indexed, owner, deadlines.absolute)
+                    .await?;
+                Ok(true)
+            }
+        }
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let key = self.session_key(id);
-        self.bounded(async move {
-            redis::cmd("DEL")
-                .arg(key)
-                .query_async::<()>(&mut conn)
-                .await
-        })
-        .await
+        let call = Call::new(
+            &self.shared.scripts.delete,
+            self.session_key(id).into_bytes(),
+        );
+        let indexed = match self.eval(vec![call]).await?.into_iter().next() {
+            Some(Value::BulkString(bytes)) => {
+                String::from_utf8(bytes).map_err(StoreError::corrupt)?
+            }
+            Some(Value::ServerError(err)) => return Err(backend(err.into())),
+            _ => String::new(),
+        };
+        self.unindex(id, &indexed).await
     }
 
     async fn delete_at_version(
@@ -621,13 +727,14 @@ where
         )
         .arg(expected_version)
         .arg(Timestamp::now().as_millis());
-        Ok(
-            match integer(self.eval(vec![call]).await?.into_iter().next())? {
-                1 => DeleteOutcome::Deleted,
-                -2 => DeleteOutcome::Conflict,
-                _ => DeleteOutcome::Missing,
-            },
-        )
+        match reply(self.eval(vec![call]).await?.into_iter().next())? {
+            Reply::Status(-2) => Ok(DeleteOutcome::Conflict),
+            Reply::Status(_) => Ok(DeleteOutcome::Missing),
+            Reply::List(values) => {
+                self.unindex(id, &text_at(&values, 1)?).await?;
+                Ok(DeleteOutcome::Deleted)
+            }
+        }
     }
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, StoreError> {
@@ -643,18 +750,23 @@ where
         let hashes = self.load_many(keys).await?;
         let now = Timestamp::now();
         let mut live = Vec::new();
-        let mut stale = Vec::new();
+        let mut gone = Vec::new();
         for (member, fields) in members.into_iter().zip(hashes) {
-            let record = decode(fields)?
-                .filter(|r| !r.is_expired_at(now) && r.owner.as_deref() == Some(owner));
-            match (SessionId::from_hex(&member), record) {
-                (Some(id), Some(record)) => live.push((id, record)),
-                _ => stale.push(member),
+            match (SessionId::from_hex(&member), decode(fields)?) {
+                (Some(id), Some(record)) => {
+                    if !record.is_expired_at(now) && record.owner.as_deref() == Some(owner) {
+                        live.push((id, record));
+                    }
+                }
+                // Only an entry whose hash is gone is pruned: ids are never
+                // reused, so it can never be live again. An entry whose session
+                // changed owner, or looks expired by this process's clock, is
+                // left for the owner change (or Redis's expiry) to settle.
+                _ => gone.push(member),
             }
         }
-        if !stale.is_empty() {
-            // Entries of sessions that expired, were deleted or changed owner.
-            self.drop_index_members(&index, stale).await?;
+        if !gone.is_empty() {
+            self.drop_index_members(&index, gone).await?;
         }
         Ok(live)
     }

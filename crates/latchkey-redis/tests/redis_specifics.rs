@@ -311,3 +311,103 @@ fn writes_see_a_session_expired_by_the_application_clock_as_missing() {
         let _: () = conn.del(&key).await.unwrap();
     });
 }
+
+fn owned_by(owner: &str) -> Record {
+    let mut rec = record(Duration::from_secs(30));
+    rec.owner = Some(owner.into());
+    rec
+}
+
+async fn indexed(
+    conn: &mut redis::aio::MultiplexedConnection,
+    index: &str,
+    id: &latchkey_core::SessionId,
+) -> bool {
+    conn.sismember(index, id.to_hex()).await.unwrap()
+}
+
+/// The owner index: entries are added only after a successful write, pruned
+/// only when the session's hash is gone (never because its owner looks
+/// different or its deadline looks passed to this process), removed by a
+/// delete, and repaired by a touch.
+#[test]
+fn the_owner_index_follows_writes_and_is_pruned_only_of_absent_sessions() {
+    block_on(async {
+        let prefix = format!("{}:", unique_name("index"));
+        let store = RedisStore::builder(redis_url())
+            .prefix(&prefix)
+            .build()
+            .unwrap();
+        let mut conn = raw().await;
+        let (ann, bob) = (store.owner_key("ann"), store.owner_key("bob"));
+        let id = SessionToken::generate().unwrap().id();
+        store.create(&id, &owned_by("ann")).await.unwrap();
+        assert!(indexed(&mut conn, &ann, &id).await);
+
+        // A save that answers conflict or missing touches no index.
+        let to_bob = owned_by("bob");
+        assert_eq!(
+            store.save(&id, &to_bob, 7).await.unwrap(),
+            SaveOutcome::Conflict
+        );
+        let unknown = SessionToken::generate().unwrap().id();
+        assert_eq!(
+            store.save(&unknown, &to_bob, 1).await.unwrap(),
+            SaveOutcome::Missing
+        );
+        let bob_exists: bool = conn.exists(&bob).await.unwrap();
+        assert!(!bob_exists, "no index for a write that did not happen");
+
+        // While a session is mid-way through an owner change (its hash says bob,
+        // the index work not done yet), listing ann's sessions leaves its entry.
+        let key = store.session_key(&id);
+        let _: () = conn.hset(&key, "o", "bob").await.unwrap();
+        assert!(store.list_by_owner("ann").await.unwrap().is_empty());
+        assert!(
+            indexed(&mut conn, &ann, &id).await,
+            "not pruned on an owner mismatch"
+        );
+        let _: () = conn.hset(&key, "o", "ann").await.unwrap();
+        assert_eq!(store.list_by_owner("ann").await.unwrap().len(), 1);
+
+        // Nor when it looks expired by this process's clock.
+        let past = Timestamp::now().as_millis() - 1_000;
+        let idle: u64 = conn.hget(&key, "i").await.unwrap();
+        let _: () = conn.hset(&key, "i", past).await.unwrap();
+        assert!(store.list_by_owner("ann").await.unwrap().is_empty());
+        assert!(
+            indexed(&mut conn, &ann, &id).await,
+            "not pruned on a client clock"
+        );
+        let _: () = conn.hset(&key, "i", idle).await.unwrap();
+
+        // An owner change moves the entry.
+        assert!(matches!(
+            store.save(&id, &to_bob, 1).await.unwrap(),
+            SaveOutcome::Saved(2)
+        ));
+        assert!(!indexed(&mut conn, &ann, &id).await);
+        assert!(indexed(&mut conn, &bob, &id).await);
+
+        // A touch repairs an entry a failed index write left missing.
+        let _: () = conn.srem(&bob, id.to_hex()).await.unwrap();
+        let _: () = conn.hdel(&key, "x").await.unwrap();
+        assert!(store.touch(&id, to_bob.deadlines).await.unwrap());
+        assert!(indexed(&mut conn, &bob, &id).await, "touch re-adds");
+
+        // A delete removes it; a listing prunes entries of hashes that are gone.
+        store.delete(&id).await.unwrap();
+        assert!(
+            !indexed(&mut conn, &bob, &id).await,
+            "delete removes the entry"
+        );
+        let other = SessionToken::generate().unwrap().id();
+        store.create(&other, &owned_by("bob")).await.unwrap();
+        let _: () = conn.del(store.session_key(&other)).await.unwrap();
+        assert!(store.list_by_owner("bob").await.unwrap().is_empty());
+        assert!(
+            !indexed(&mut conn, &bob, &other).await,
+            "absent hash pruned"
+        );
+    });
+}
