@@ -194,9 +194,13 @@ impl RedisStore<ClusterConnection> {
         U: AsRef<str>,
     {
         let urls: Vec<String> = nodes.into_iter().map(|n| n.as_ref().to_owned()).collect();
+        // The client must not re-send a command on its own: after a dropped
+        // connection it cannot know whether a write ran. The store re-sends only
+        // what provably did not run (see `send`).
         let client = redis::cluster::ClusterClient::builder(urls)
             .connection_timeout(timeout)
             .response_timeout(timeout)
+            .retries(0)
             .build()
             .map_err(backend)?;
         let conn = match tokio::time::timeout(timeout, client.get_async_connection()).await {
@@ -212,6 +216,12 @@ impl RedisStore<ClusterConnection> {
     }
 
     /// A store on an existing cluster connection.
+    ///
+    /// Build its `ClusterClient` with `.retries(0)`, as
+    /// [`connect_cluster`](Self::connect_cluster) does: a client that re-sends
+    /// a command after a dropped connection can run a write twice. The store
+    /// itself re-sends what the cluster provably refused (redirects, "try
+    /// again", no connection to the node) and reads.
     pub fn from_cluster_connection(conn: ClusterConnection) -> Self {
         let store = Self::from_connection(conn);
         store.reconfigure(|shared| shared.cluster = true)
@@ -308,6 +318,36 @@ where
         }
     }
 
+    /// Sends one command. On a cluster, sends it again when the cluster refused
+    /// it unexecuted (a redirect during resharding or failover, a cluster not
+    /// ready, no connection to the node), and, for `Resend::Always`, after any
+    /// connection failure. A single server's connection manager reconnects by
+    /// itself and never re-sends.
+    async fn send<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+        resend: Resend,
+    ) -> RedisResult<T> {
+        let mut conn = self.conn.clone();
+        let mut attempt = 0;
+        loop {
+            let result = cmd.query_async::<T>(&mut conn).await;
+            let again = match &result {
+                Err(err) if self.shared.cluster && attempt < CLUSTER_RESENDS => {
+                    refused_unexecuted(err)
+                        || (resend == Resend::Always
+                            && (err.is_io_error() || err.is_connection_dropped()))
+                }
+                _ => false,
+            };
+            if !again {
+                return result;
+            }
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis(25) * attempt).await;
+        }
+    }
+
     /// Sends the calls in one pipeline, reloading scripts the server lost.
     async fn eval(&self, calls: Vec<Call>) -> Result<Vec<Value>, StoreError> {
         if self.shared.cluster {
@@ -351,26 +391,24 @@ where
     /// once, each routed to its key's node.
     async fn eval_per_key(&self, calls: Vec<Call>) -> Result<Vec<Value>, StoreError> {
         let scripts = &self.shared.scripts;
-        let one = |call: Call| {
-            let mut conn = self.conn.clone();
-            async move {
-                match call.command().query_async::<Value>(&mut conn).await {
-                    Err(err)
-                        if err.kind()
-                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                    {
-                        if let Some(source) = scripts.source_of(&call.hash) {
-                            // Routed to every primary by the cluster client.
-                            redis::cmd("SCRIPT")
-                                .arg("LOAD")
-                                .arg(source)
-                                .query_async::<Value>(&mut conn)
-                                .await?;
-                        }
-                        call.command().query_async::<Value>(&mut conn).await
+        let one = |call: Call| async move {
+            match self
+                .send::<Value>(&call.command(), Resend::OnlyIfUnsent)
+                .await
+            {
+                Err(err)
+                    if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    if let Some(source) = scripts.source_of(&call.hash) {
+                        // Routed to every primary by the cluster client.
+                        let mut load = redis::cmd("SCRIPT");
+                        load.arg("LOAD").arg(source);
+                        self.send::<Value>(&load, Resend::Always).await?;
                     }
-                    other => other,
+                    self.send::<Value>(&call.command(), Resend::OnlyIfUnsent)
+                        .await
                 }
+                other => other,
             }
         };
         self.bounded(futures_util::future::try_join_all(
@@ -386,14 +424,11 @@ where
         keys: Vec<String>,
     ) -> Result<Vec<HashMap<String, String>>, StoreError> {
         if self.shared.cluster {
-            let one = |key: String| {
-                let mut conn = self.conn.clone();
-                async move {
-                    redis::cmd("HGETALL")
-                        .arg(key)
-                        .query_async::<HashMap<String, String>>(&mut conn)
-                        .await
-                }
+            let one = |key: String| async move {
+                let mut cmd = redis::cmd("HGETALL");
+                cmd.arg(key);
+                self.send::<HashMap<String, String>>(&cmd, Resend::Always)
+                    .await
             };
             return self
                 .bounded(futures_util::future::try_join_all(
@@ -417,14 +452,9 @@ where
 
     /// The hex ids in an owner's index.
     async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.conn.clone();
-        self.bounded(async move {
-            redis::cmd("SMEMBERS")
-                .arg(index)
-                .query_async(&mut conn)
-                .await
-        })
-        .await
+        let mut cmd = redis::cmd("SMEMBERS");
+        cmd.arg(index);
+        self.bounded(self.send(&cmd, Resend::Always)).await
     }
 
     /// Drops entries from an owner's index.
@@ -433,15 +463,9 @@ where
         index: &str,
         members: Vec<String>,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        self.bounded(async move {
-            redis::cmd("SREM")
-                .arg(index)
-                .arg(members)
-                .query_async::<()>(&mut conn)
-                .await
-        })
-        .await
+        let mut cmd = redis::cmd("SREM");
+        cmd.arg(index).arg(members);
+        self.bounded(self.send::<()>(&cmd, Resend::Always)).await
     }
 
     fn index_call(&self, owner: &str, id: &SessionId, absolute: Timestamp) -> Call {
@@ -535,6 +559,36 @@ fn text_at(values: &[Value], index: usize) -> Result<String, StoreError> {
     }
 }
 
+/// How often a cluster command the cluster refused is sent again.
+const CLUSTER_RESENDS: u32 = 5;
+
+/// Whether a command may be sent again after it failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resend {
+    /// Reads and other idempotent commands: after any failure.
+    Always,
+    /// Writes: only when the failure proves the command did not run.
+    OnlyIfUnsent,
+}
+
+/// Whether the error proves the command was not executed: the cluster answered
+/// with a redirect or a "not now", or had no connection to send it on.
+fn refused_unexecuted(err: &RedisError) -> bool {
+    use redis::ServerErrorKind as Refusal;
+    matches!(
+        err.kind(),
+        redis::ErrorKind::Server(
+            Refusal::Moved
+                | Refusal::Ask
+                | Refusal::TryAgain
+                | Refusal::ClusterDown
+                | Refusal::MasterDown
+                | Refusal::ReadOnly
+                | Refusal::BusyLoading
+        ) | redis::ErrorKind::ClusterConnectionNotFound
+    )
+}
+
 fn backend(err: RedisError) -> StoreError {
     StoreError::backend(STORE, err)
 }
@@ -605,11 +659,9 @@ where
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
-        let mut conn = self.conn.clone();
-        let key = self.session_key(id);
-        let fields: HashMap<String, String> = self
-            .bounded(async move { redis::cmd("HGETALL").arg(key).query_async(&mut conn).await })
-            .await?;
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(self.session_key(id));
+        let fields: HashMap<String, String> = self.bounded(self.send(&cmd, Resend::Always)).await?;
         let now = Timestamp::now();
         Ok(decode(fields)?.filter(|record| !record.is_expired_at(now)))
     }
