@@ -387,3 +387,120 @@ fn cli(port: u16, args: &[&str]) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
 }
+
+/// A loopback TCP proxy that can cut a connection right after forwarding a
+/// chosen request, before the server's reply reaches the client: the fault
+/// that leaves a write's outcome unknown to its sender.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// use latchkey_testkit::servers::CuttingProxy;
+///
+/// let proxy = CuttingProxy::start("127.0.0.1:6379".parse().unwrap()).await?;
+/// let url = format!("redis://127.0.0.1:{}", proxy.port());
+/// // ... connect a store to `url`, then:
+/// proxy.cut_after(b"a marker in the next write");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct CuttingProxy {
+    port: u16,
+    trigger: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl CuttingProxy {
+    /// Listens on a free loopback port and forwards every connection to `upstream`.
+    ///
+    /// # Errors
+    ///
+    /// When no loopback port can be bound.
+    pub async fn start(upstream: std::net::SocketAddr) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let trigger: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>> = std::sync::Arc::default();
+        let shared = std::sync::Arc::clone(&trigger);
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let trigger = std::sync::Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let _ = relay(client, upstream, trigger).await;
+                });
+            }
+        });
+        Ok(Self {
+            port,
+            trigger,
+            accept,
+        })
+    }
+
+    /// The port clients connect to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The next client bytes that contain `marker` are forwarded to the server,
+    /// and then that connection is closed without passing on any reply.
+    pub fn cut_after(&self, marker: &[u8]) {
+        *self
+            .trigger
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(marker.to_vec());
+    }
+}
+
+impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+async fn relay(
+    client: tokio::net::TcpStream,
+    upstream: std::net::SocketAddr,
+    trigger: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = tokio::net::TcpStream::connect(upstream).await?;
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let (mut up, mut down) = (vec![0; 64 * 1024], vec![0; 64 * 1024]);
+    loop {
+        tokio::select! {
+            read = client_read.read(&mut up) => {
+                let n = read?;
+                if n == 0 {
+                    return Ok(());
+                }
+                server_write.write_all(&up[..n]).await?;
+                let cut = {
+                    let mut armed = trigger.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let hit = armed
+                        .as_deref()
+                        .is_some_and(|marker| up[..n].windows(marker.len()).any(|w| w == marker));
+                    if hit {
+                        *armed = None;
+                    }
+                    hit
+                };
+                if cut {
+                    // Give the server time to run the request, then drop both
+                    // sides without relaying its reply.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    return Ok(());
+                }
+            }
+            read = server_read.read(&mut down) => {
+                let n = read?;
+                if n == 0 {
+                    return Ok(());
+                }
+                client_write.write_all(&down[..n]).await?;
+            }
+        }
+    }
+}
