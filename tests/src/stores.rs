@@ -314,3 +314,89 @@ impl SessionStore for FailingStore {
         failure()
     }
 }
+
+/// A store whose next load, once armed, reads the record and then waits to be
+/// released before returning it: a load that "began before" whatever the test
+/// does meanwhile.
+#[derive(Clone, Debug)]
+pub struct PausingStore<S> {
+    inner: S,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    /// Notified when the paused load has read its record.
+    pub paused: Arc<tokio::sync::Notify>,
+    /// Notify it to let the paused load return.
+    pub release: Arc<tokio::sync::Notify>,
+}
+
+impl<S> PausingStore<S> {
+    /// Wraps `inner`; nothing pauses until [`arm`](Self::arm).
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            armed: Arc::default(),
+            paused: Arc::default(),
+            release: Arc::default(),
+        }
+    }
+
+    /// Makes the next load pause after reading.
+    pub fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+}
+
+impl<S: SessionStore> SessionStore for PausingStore<S> {
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
+        let loaded = self.inner.load(id).await;
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.paused.notify_one();
+            self.release.notified().await;
+        }
+        loaded
+    }
+
+    async fn create(&self, id: &SessionId, record: &Record) -> Result<(), StoreError> {
+        self.inner.create(id, record).await
+    }
+
+    async fn save(
+        &self,
+        id: &SessionId,
+        record: &Record,
+        expected_version: u64,
+    ) -> Result<SaveOutcome, StoreError> {
+        self.inner.save(id, record, expected_version).await
+    }
+
+    async fn touch(&self, id: &SessionId, deadlines: Deadlines) -> Result<bool, StoreError> {
+        self.inner.touch(id, deadlines).await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.inner.delete(id).await
+    }
+
+    async fn delete_at_version(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+    ) -> Result<DeleteOutcome, StoreError> {
+        self.inner.delete_at_version(id, expected_version).await
+    }
+
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, StoreError> {
+        self.inner.list_by_owner(owner).await
+    }
+
+    async fn delete_by_owner(
+        &self,
+        owner: &str,
+        keep: Option<&SessionId>,
+    ) -> Result<u64, StoreError> {
+        self.inner.delete_by_owner(owner, keep).await
+    }
+
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        self.inner.delete_expired().await
+    }
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use latchkey::cache::CachedStore;
 use latchkey::{Deadlines, Record, SaveOutcome, SessionStore, SessionToken, Timestamp};
-use latchkey_tests::stores::{Calls, CountingStore, redis_store};
+use latchkey_tests::stores::{Calls, CountingStore, PausingStore, redis_store};
 
 fn record() -> Record {
     let now = Timestamp::now();
@@ -105,4 +105,61 @@ async fn a_bound_saves_store_round_trips_on_reads() {
             elapsed / 200
         );
     }
+}
+
+/// A load that read the store before a delete through the cache, and finishes
+/// after it, does not cache the deleted session.
+#[actix_rt::test]
+async fn a_load_overtaken_by_a_delete_caches_nothing() {
+    let paused = PausingStore::new(redis_store().await);
+    let cache = CachedStore::new(paused.clone()).max_staleness(Duration::from_secs(60));
+    let id = SessionToken::generate().unwrap().id();
+    paused.create(&id, &record()).await.unwrap();
+    paused.arm();
+    let load = cache.load(&id);
+    let delete = async {
+        paused.paused.notified().await;
+        cache.delete(&id).await.unwrap();
+        paused.release.notify_one();
+    };
+    let (loaded, ()) = tokio::join!(load, delete);
+    assert!(
+        loaded.unwrap().is_some(),
+        "the load read the session before the delete"
+    );
+    assert!(
+        cache.load(&id).await.unwrap().is_none(),
+        "the deleted session is not served from the cache"
+    );
+}
+
+/// A load that read an older version than a save through the cache made does
+/// not replace the newer cached copy.
+#[actix_rt::test]
+async fn an_older_load_never_replaces_a_newer_cached_version() {
+    let paused = PausingStore::new(redis_store().await);
+    let cache = CachedStore::new(paused.clone()).max_staleness(Duration::from_secs(60));
+    let id = SessionToken::generate().unwrap().id();
+    paused.create(&id, &record()).await.unwrap();
+    paused.arm();
+    let load = cache.load(&id);
+    let save = async {
+        paused.paused.notified().await;
+        let mut newer = record();
+        newer.data.insert("n".into(), 2.into());
+        assert_eq!(
+            cache.save(&id, &newer, 1).await.unwrap(),
+            SaveOutcome::Saved(2)
+        );
+        paused.release.notify_one();
+    };
+    let (loaded, ()) = tokio::join!(load, save);
+    assert_eq!(
+        loaded.unwrap().unwrap().version,
+        1,
+        "the load read version 1"
+    );
+    let cached = cache.load(&id).await.unwrap().unwrap();
+    assert_eq!(cached.version, 2, "the cache still serves version 2");
+    assert_eq!(cached.data["n"], 2);
 }

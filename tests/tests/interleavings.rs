@@ -282,6 +282,15 @@ async fn every_interleaving_on_redis() {
     explore_all("redis", AnyStore::new(redis_store().await)).await;
 }
 
+/// One process's cache in front of Redis, with a long staleness bound: every
+/// write goes through the cache, so no staleness may show.
+#[actix_web::test]
+async fn every_interleaving_on_a_cached_store() {
+    let cached = latchkey::cache::CachedStore::new(redis_store().await)
+        .max_staleness(std::time::Duration::from_secs(60));
+    explore_all("cached redis", AnyStore::new(cached)).await;
+}
+
 #[actix_web::test]
 async fn every_interleaving_on_postgres() {
     explore_all("postgres", AnyStore::new(postgres_store().await)).await;

@@ -5,14 +5,19 @@
 //! cached copy can never win a write: it conflicts, the cache drops it, and the
 //! middleware reloads from the store. Reads are served from the cache only while
 //! the cached copy is younger than the configured staleness bound, **zero by
-//! default**: by default every load still reaches the store, and a session
-//! revoked by another instance is never served. With a bound of, say, one second,
-//! a read-mostly session costs one store round trip per second per instance
-//! instead of one per request, and a session logged out or changed on another
-//! instance may still be served here for up to that second. Deletes, saves and
-//! `delete_by_owner` made through *this* cache take effect here at once.
+//! default**: then nothing is cached at all and every call goes straight to the
+//! store, so a session revoked by another instance is never served. With a bound
+//! of, say, one second, a read-mostly session costs one store round trip per
+//! second per instance instead of one per request, and a session logged out or
+//! changed on another instance may still be served here for up to that second.
+//!
+//! Deletes, saves, touches and `delete_by_owner` made through *this* cache take
+//! effect here at once, including against loads already under way: a load that
+//! read the store before a delete (or a newer save) through this cache and
+//! finishes after it caches nothing, and a cached record is never replaced by an
+//! older version.
 
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -23,6 +28,9 @@ use latchkey_core::{
 
 /// Default most sessions kept.
 pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
+
+/// Shards of the per-id write locks and generations.
+const SHARDS: usize = 64;
 
 /// A [`SessionStore`] that caches another one; see the module documentation.
 ///
@@ -43,7 +51,8 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
 #[derive(Clone, Debug)]
 pub struct CachedStore<S> {
     inner: S,
-    entries: Arc<Mutex<HashMap<SessionId, Cached>>>,
+    /// `None` while the staleness bound is zero: then nothing is cached at all.
+    cache: Option<Arc<Cache>>,
     max_staleness: Duration,
     capacity: usize,
 }
@@ -54,12 +63,114 @@ struct Cached {
     fetched: Instant,
 }
 
+/// The cached records, and per shard of ids a generation that every
+/// invalidation bumps: a load that read the store before an invalidation and
+/// finishes after it sees a newer generation and caches nothing.
+struct Cache {
+    entries: quick_cache::sync::Cache<SessionId, Cached>,
+    shards: Box<[Mutex<()>]>,
+    generations: Box<[AtomicU64]>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("len", &self.entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            entries: quick_cache::sync::Cache::new(capacity),
+            shards: (0..SHARDS).map(|_| Mutex::new(())).collect(),
+            generations: (0..SHARDS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn shard(id: &SessionId) -> usize {
+        usize::from(id.as_bytes()[0]) % SHARDS
+    }
+
+    fn lock(&self, id: &SessionId) -> MutexGuard<'_, ()> {
+        // The guarded state is the cache itself, which stays consistent.
+        self.shards[Self::shard(id)]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn generation(&self, id: &SessionId) -> u64 {
+        self.generations[Self::shard(id)].load(Ordering::Acquire)
+    }
+
+    /// The cached record if it is younger than `bound` and not expired.
+    fn fresh(&self, id: &SessionId, bound: Duration) -> Option<Record> {
+        let cached = self.entries.get(id)?;
+        let young = cached.fetched.elapsed() < bound;
+        (young && !cached.record.is_expired_at(Timestamp::now())).then_some(cached.record)
+    }
+
+    /// Caches what a load read, unless the id was invalidated since the load
+    /// began (`generation`) or a newer version is cached already.
+    fn loaded(&self, id: &SessionId, record: &Record, generation: u64) {
+        let _shard = self.lock(id);
+        if self.generation(id) != generation {
+            return;
+        }
+        self.insert_unless_older(id, record);
+    }
+
+    /// Caches what a write through this cache stored.
+    fn written(&self, id: &SessionId, record: Record) {
+        let _shard = self.lock(id);
+        self.insert_unless_older(id, &record);
+    }
+
+    fn insert_unless_older(&self, id: &SessionId, record: &Record) {
+        let newer_cached = self
+            .entries
+            .get(id)
+            .is_some_and(|cached| cached.record.version > record.version);
+        if !newer_cached {
+            self.entries.insert(
+                *id,
+                Cached {
+                    record: record.clone(),
+                    fetched: Instant::now(),
+                },
+            );
+        }
+    }
+
+    /// Drops the id, and makes loads already under way cache nothing.
+    fn invalidate(&self, id: &SessionId) {
+        let _shard = self.lock(id);
+        self.generations[Self::shard(id)].fetch_add(1, Ordering::AcqRel);
+        self.entries.remove(id);
+    }
+
+    /// Drops every entry `doomed` picks, and makes every load under way cache nothing.
+    fn invalidate_where(&self, doomed: impl Fn(&SessionId, &Cached) -> bool) {
+        let _shards: Vec<MutexGuard<'_, ()>> = self
+            .shards
+            .iter()
+            .map(|shard| shard.lock().unwrap_or_else(PoisonError::into_inner))
+            .collect();
+        for generation in &self.generations {
+            generation.fetch_add(1, Ordering::AcqRel);
+        }
+        self.entries.retain(|id, cached| !doomed(id, cached));
+    }
+}
+
 impl<S: SessionStore> CachedStore<S> {
-    /// Caches `inner` with a staleness bound of zero (every load reaches `inner`).
+    /// Caches `inner` with a staleness bound of zero: every call goes straight
+    /// to `inner` and nothing is cached.
     pub fn new(inner: S) -> Self {
         Self {
             inner,
-            entries: Arc::default(),
+            cache: None,
             max_staleness: Duration::ZERO,
             capacity: DEFAULT_CACHE_CAPACITY,
         }
@@ -67,17 +178,23 @@ impl<S: SessionStore> CachedStore<S> {
 
     /// How old a cached copy may be and still be served without asking the store.
     ///
-    /// Default: zero, so nothing revoked or changed elsewhere is ever served.
-    /// A larger bound saves store round trips on read-mostly sessions at the
-    /// price of that much staleness for changes made by other instances.
+    /// Default: zero, so nothing revoked or changed elsewhere is ever served
+    /// (and nothing is cached). A larger bound saves store round trips on
+    /// read-mostly sessions at the price of that much staleness for changes
+    /// made by other instances.
     pub fn max_staleness(mut self, bound: Duration) -> Self {
         self.max_staleness = bound;
+        self.cache = (!bound.is_zero()).then(|| Arc::new(Cache::new(self.capacity)));
         self
     }
 
-    /// The most sessions kept; beyond it the oldest tenth is dropped. Default: 100,000.
+    /// The most sessions kept; beyond it the least useful are evicted.
+    /// Default: 100,000.
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity.max(1);
+        if self.cache.is_some() {
+            self.cache = Some(Arc::new(Cache::new(self.capacity)));
+        }
         self
     }
 
@@ -86,42 +203,10 @@ impl<S: SessionStore> CachedStore<S> {
         &self.inner
     }
 
-    fn entries(&self) -> MutexGuard<'_, HashMap<SessionId, Cached>> {
-        // Entries are replaced whole, so a panic elsewhere cannot leave one torn.
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn remember(&self, id: &SessionId, record: Record) {
-        let mut entries = self.entries();
-        if entries.len() >= self.capacity && !entries.contains_key(id) {
-            let mut ages: Vec<(Instant, SessionId)> =
-                entries.iter().map(|(id, c)| (c.fetched, *id)).collect();
-            ages.sort_unstable_by_key(|(fetched, _)| *fetched);
-            for (_, old) in ages.into_iter().take((self.capacity / 10).max(1)) {
-                entries.remove(&old);
-            }
+    fn invalidate(&self, id: &SessionId) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(id);
         }
-        entries.insert(
-            *id,
-            Cached {
-                record,
-                fetched: Instant::now(),
-            },
-        );
-    }
-
-    fn forget(&self, id: &SessionId) {
-        self.entries().remove(id);
-    }
-
-    fn fresh(&self, id: &SessionId) -> Option<Record> {
-        if self.max_staleness.is_zero() {
-            return None;
-        }
-        let entries = self.entries();
-        let cached = entries.get(id)?;
-        let young = cached.fetched.elapsed() < self.max_staleness;
-        (young && !cached.record.is_expired_at(Timestamp::now())).then(|| cached.record.clone())
     }
 }
 
@@ -135,22 +220,28 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
-        if let Some(record) = self.fresh(id) {
+        let Some(cache) = &self.cache else {
+            return self.inner.load(id).await;
+        };
+        if let Some(record) = cache.fresh(id, self.max_staleness) {
             return Ok(Some(record));
         }
+        let generation = cache.generation(id);
         let loaded = self.inner.load(id).await?;
         match &loaded {
-            Some(record) => self.remember(id, record.clone()),
-            None => self.forget(id),
+            Some(record) => cache.loaded(id, record, generation),
+            None => cache.invalidate(id),
         }
         Ok(loaded)
     }
 
     async fn create(&self, id: &SessionId, record: &Record) -> Result<(), StoreError> {
         self.inner.create(id, record).await?;
-        let mut stored = record.clone();
-        stored.version = 1;
-        self.remember(id, stored);
+        if let Some(cache) = &self.cache {
+            let mut stored = record.clone();
+            stored.version = 1;
+            cache.written(id, stored);
+        }
         Ok(())
     }
 
@@ -160,34 +251,36 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         record: &Record,
         expected_version: u64,
     ) -> Result<SaveOutcome, StoreError> {
+        let Some(cache) = &self.cache else {
+            return self.inner.save(id, record, expected_version).await;
+        };
         let outcome = self.inner.save(id, record, expected_version).await;
         match &outcome {
             Ok(SaveOutcome::Saved(version)) => {
                 let mut stored = record.clone();
                 stored.version = *version;
-                self.remember(id, stored);
+                cache.written(id, stored);
             }
             // A conflict means our copy was stale; a failure leaves us unsure.
-            _ => self.forget(id),
+            _ => cache.invalidate(id),
         }
         outcome
     }
 
     async fn touch(&self, id: &SessionId, deadlines: Deadlines) -> Result<bool, StoreError> {
+        // Deadlines are not versioned: drop the copy rather than guess which
+        // touch came last.
+        self.invalidate(id);
         let touched = self.inner.touch(id, deadlines).await;
-        let mut entries = self.entries();
-        match (&touched, entries.get_mut(id)) {
-            (Ok(true), Some(cached)) => cached.record.deadlines = deadlines,
-            _ => {
-                entries.remove(id);
-            }
-        }
+        self.invalidate(id);
         touched
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
-        self.forget(id);
-        self.inner.delete(id).await
+        self.invalidate(id);
+        let deleted = self.inner.delete(id).await;
+        self.invalidate(id);
+        deleted
     }
 
     async fn delete_at_version(
@@ -195,8 +288,10 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         id: &SessionId,
         expected_version: u64,
     ) -> Result<DeleteOutcome, StoreError> {
-        self.forget(id);
-        self.inner.delete_at_version(id, expected_version).await
+        self.invalidate(id);
+        let deleted = self.inner.delete_at_version(id, expected_version).await;
+        self.invalidate(id);
+        deleted
     }
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, StoreError> {
@@ -208,15 +303,24 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         owner: &str,
         keep: Option<&SessionId>,
     ) -> Result<u64, StoreError> {
-        self.entries()
-            .retain(|id, cached| Some(id) == keep || cached.record.owner.as_deref() != Some(owner));
-        self.inner.delete_by_owner(owner, keep).await
+        let owned = |id: &SessionId, cached: &Cached| {
+            Some(id) != keep && cached.record.owner.as_deref() == Some(owner)
+        };
+        if let Some(cache) = &self.cache {
+            cache.invalidate_where(owned);
+        }
+        let deleted = self.inner.delete_by_owner(owner, keep).await;
+        if let Some(cache) = &self.cache {
+            cache.invalidate_where(owned);
+        }
+        deleted
     }
 
     async fn delete_expired(&self) -> Result<u64, StoreError> {
-        let now = Timestamp::now();
-        self.entries()
-            .retain(|_, cached| !cached.record.is_expired_at(now));
+        if let Some(cache) = &self.cache {
+            let now = Timestamp::now();
+            cache.invalidate_where(|_, cached| cached.record.is_expired_at(now));
+        }
         self.inner.delete_expired().await
     }
 }

@@ -36,6 +36,7 @@
 //! | `redis` | `redis::RedisStore`: one hash per session, Lua compare-and-set, native TTL | no |
 //! | `postgres` | `postgres::PostgresStore`: one row per session, `jsonb` data, compare-and-set `UPDATE` | no |
 //! | `actix-session` | `bridge::ActixSessionStore`: any latchkey store behind actix-session's middleware | no |
+//! | `cache` | `cache::CachedStore`: a read-through cache in front of any store, with a staleness bound | no |
 //!
 //! Every store implements [`SessionStore`] and passes the same conformance suite
 //! (`latchkey-testkit`), so switching is one line. [`AnyStore`] picks one at run
@@ -84,6 +85,7 @@
 
 #[cfg(feature = "actix-session")]
 pub mod bridge;
+#[cfg(feature = "cache")]
 pub mod cache;
 mod config;
 mod cookie;
