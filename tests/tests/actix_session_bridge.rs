@@ -246,3 +246,65 @@ async fn ttl_policies_extend_or_let_expire() {
         }
     }
 }
+
+fn state(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// A logout (or any delete) between actix-session's load and its write-back:
+/// the bridge drops the write instead of recreating the session from the
+/// request's copy, on every backend.
+#[actix_rt::test]
+async fn a_session_deleted_meanwhile_is_not_recreated() {
+    use actix_session::storage::SessionStore as _;
+    for (backend, store) in all_backends().await {
+        let bridge = ActixSessionStore::new(store.clone());
+        let ttl = time::Duration::hours(1);
+        let key = bridge
+            .save(state(&[("user", "\"ann\"")]), &ttl)
+            .await
+            .unwrap();
+        let id = SessionToken::decode(key.as_ref()).unwrap().id();
+        assert!(bridge.load(&key).await.unwrap().is_some());
+        store.delete(&id).await.unwrap();
+        let again = bridge
+            .update(key, state(&[("user", "\"ann\""), ("cart", "3")]), &ttl)
+            .await
+            .unwrap();
+        let again_id = SessionToken::decode(again.as_ref()).unwrap().id();
+        assert_eq!(again_id, id, "{backend}: no new session key");
+        assert!(
+            store.load(&id).await.unwrap().is_none(),
+            "{backend}: the deleted session stays deleted"
+        );
+    }
+}
+
+/// An update right after the request's load writes with the version that load
+/// saw: one store round trip, no second load.
+#[actix_rt::test]
+async fn an_update_after_a_load_is_one_round_trip() {
+    use actix_session::storage::SessionStore as _;
+    let counting = latchkey_tests::stores::CountingStore::new(latchkey::memory::MemoryStore::new());
+    let calls = std::sync::Arc::clone(&counting.calls);
+    let bridge = ActixSessionStore::new(counting);
+    let ttl = time::Duration::hours(1);
+    let key = bridge.save(state(&[("n", "1")]), &ttl).await.unwrap();
+    let key = {
+        bridge.load(&key).await.unwrap();
+        let before = calls.snapshot();
+        let key = bridge
+            .update(key, state(&[("n", "2")]), &ttl)
+            .await
+            .unwrap();
+        let after = calls.snapshot();
+        assert_eq!(after.load, before.load, "no load in the update");
+        assert_eq!(after.save, before.save + 1);
+        key
+    };
+    let loaded = bridge.load(&key).await.unwrap().unwrap();
+    assert_eq!(loaded["n"], "2");
+}

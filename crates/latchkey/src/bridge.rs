@@ -22,6 +22,15 @@
 //! writer wins, as with its own stores), separate idle and absolute timeouts
 //! (actix-session has one TTL, used for both), and the owner index (the
 //! actix-session API has no owner). Use latchkey's own middleware for those.
+//!
+//! A session that is gone when actix-session writes it back (logged out by a
+//! concurrent request, deleted, expired) is not recreated from the request's
+//! copy: the write is dropped, and the next request starts a new session.
+//! actix-session's own stores would recreate it, undoing the logout.
+//!
+//! An update costs one store round trip: the bridge remembers the version each
+//! load saw and writes with compare-and-set on it, loading again only after a
+//! conflict.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -31,8 +40,8 @@ use actix_session::storage::{
 };
 use actix_web::cookie::time::Duration as CookieDuration;
 use latchkey_core::{
-    AnyStore, Deadlines, Record, SaveOutcome, SessionData, SessionStore, SessionToken, StoreError,
-    Timestamp,
+    AnyStore, Deadlines, Record, SaveOutcome, SessionData, SessionId, SessionStore, SessionToken,
+    StoreError, Timestamp,
 };
 use serde_json::Value;
 
@@ -54,10 +63,25 @@ const UPDATE_ATTEMPTS: usize = 8;
 /// let store = ActixSessionStore::new(MemoryStore::new());
 /// # drop(store);
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ActixSessionStore {
     store: AnyStore,
+    /// The record each recent load saw (without its values), so that `update`
+    /// can compare-and-set without loading again.
+    loaded: std::sync::Arc<quick_cache::sync::Cache<SessionId, Record>>,
 }
+
+impl std::fmt::Debug for ActixSessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActixSessionStore")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many loaded records the bridge remembers for one-round-trip updates; past
+/// it, an update of a forgotten session loads it first.
+const REMEMBERED_LOADS: usize = 100_000;
 
 impl ActixSessionStore {
     /// Wraps any latchkey store.
@@ -75,6 +99,7 @@ impl ActixSessionStore {
     pub fn new<S: SessionStore>(store: S) -> Self {
         Self {
             store: AnyStore::new(store),
+            loaded: std::sync::Arc::new(quick_cache::sync::Cache::new(REMEMBERED_LOADS)),
         }
     }
 }
@@ -140,12 +165,17 @@ impl ActixStore for ActixSessionStore {
             // Not a key this store issued: no lookup, as with latchkey's middleware.
             return Ok(None);
         };
+        let id = token.id();
         let record = self
             .store
-            .load(&token.id())
+            .load(&id)
             .await
             .map_err(|e| LoadError::Other(other(e)))?;
-        Ok(record.map(|record| to_state(record.data)))
+        Ok(record.map(|mut record| {
+            let data = std::mem::take(&mut record.data);
+            self.loaded.insert(id, record);
+            to_state(data)
+        }))
     }
 
     async fn save(
@@ -175,33 +205,38 @@ impl ActixStore for ActixSessionStore {
                 .map_err(|e| UpdateError::Other(other(e)));
         };
         let id = token.id();
+        let mut known = self.loaded.get(&id);
         for _ in 0..UPDATE_ATTEMPTS {
-            let Some(current) = self
-                .store
-                .load(&id)
-                .await
-                .map_err(|e| UpdateError::Other(other(e)))?
-            else {
-                // Expired or deleted meanwhile: like actix-session's own stores,
-                // start a new session with the state.
-                return self
-                    .create(data, ttl)
+            let current = match known.take() {
+                Some(current) => current,
+                None => match self
+                    .store
+                    .load(&id)
                     .await
-                    .map_err(|e| UpdateError::Other(other(e)));
+                    .map_err(|e| UpdateError::Other(other(e)))?
+                {
+                    Some(current) => current,
+                    None => return Ok(self.dropped(session_key, &id)),
+                },
             };
             let mut record = current.clone();
             record.data = data.clone();
             record.deadlines = ttl_deadlines(Timestamp::now(), ttl);
             match self.store.save(&id, &record, current.version).await {
-                Ok(SaveOutcome::Saved(_)) => return Ok(session_key),
-                Ok(SaveOutcome::Conflict) => continue,
-                Ok(SaveOutcome::Missing) => {
-                    return self
-                        .create(data, ttl)
-                        .await
-                        .map_err(|e| UpdateError::Other(other(e)));
+                Ok(SaveOutcome::Saved(version)) => {
+                    record.data = SessionData::new();
+                    record.version = version;
+                    self.loaded.insert(id, record);
+                    return Ok(session_key);
                 }
-                Err(err) => return Err(UpdateError::Other(other(err))),
+                // Changed since it was loaded: actix-session sends the whole
+                // state, so the last writer wins, as with its own stores.
+                Ok(SaveOutcome::Conflict) => continue,
+                Ok(SaveOutcome::Missing) => return Ok(self.dropped(session_key, &id)),
+                Err(err) => {
+                    self.loaded.remove(&id);
+                    return Err(UpdateError::Other(other(err)));
+                }
             }
         }
         Err(UpdateError::Other(anyhow::anyhow!(
@@ -225,9 +260,20 @@ impl ActixStore for ActixSessionStore {
 
     async fn delete(&self, session_key: &SessionKey) -> Result<(), anyhow::Error> {
         if let Some(token) = token_of(session_key) {
+            self.loaded.remove(&token.id());
             self.store.delete(&token.id()).await.map_err(other)?;
         }
         Ok(())
+    }
+}
+
+impl ActixSessionStore {
+    /// The answer to an update of a session that is gone: nothing written, the
+    /// key handed back; the next request finds no session and starts anew.
+    fn dropped(&self, session_key: SessionKey, id: &SessionId) -> SessionKey {
+        self.loaded.remove(id);
+        tracing::debug!(session = %id, "session gone before actix-session wrote it back; change dropped");
+        session_key
     }
 }
 
