@@ -14,6 +14,11 @@ use latchkey_core::{
 /// after the first only finds sessions renewed while the previous one ran.
 const DELETE_BY_OWNER_PASSES: usize = 8;
 
+/// How often, at most, a store at capacity sweeps every shard to make room: a
+/// full sweep costs time in proportion to the sessions held, so creates at
+/// capacity may not each pay for one.
+const FULL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How often, at most, writes sweep one shard of expired sessions.
 const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -46,6 +51,8 @@ struct Inner {
     capacity: Option<usize>,
     sweep_interval: Duration,
     next_sweep_at: AtomicU64,
+    /// When a store at capacity may next sweep every shard to make room.
+    next_full_sweep_at: AtomicU64,
     sweep_cursor: AtomicUsize,
     runtime: RuntimeSlot,
 }
@@ -116,6 +123,7 @@ impl MemoryStoreBuilder {
                 capacity: self.capacity,
                 sweep_interval: self.sweep_interval,
                 next_sweep_at: AtomicU64::new(0),
+                next_full_sweep_at: AtomicU64::new(0),
                 sweep_cursor: AtomicUsize::new(0),
                 runtime: RuntimeSlot::new(),
             }),
@@ -268,16 +276,12 @@ impl MemoryStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.maybe_sweep(now);
-        if let Some(capacity) = self.inner.capacity
-            && self.len() >= capacity
-            && self.sweep_all(now) == 0
-            && self.len() >= capacity
-        {
-            return Err(StoreError::CapacityExceeded { capacity });
-        }
+        self.reserve(now)?;
         let mut shard = lock(self.shard(id));
         if let Some(existing) = shard.get(id) {
             if !existing.is_expired_at(now) {
+                drop(shard);
+                self.inner.len.fetch_sub(1, Ordering::AcqRel);
                 return Err(StoreError::IdCollision);
             }
             self.remove_locked(&mut shard, id);
@@ -286,8 +290,49 @@ impl MemoryStore {
         stored.version = 1;
         self.index_owner(id, None, stored.owner.as_deref());
         shard.insert(*id, stored);
-        self.inner.len.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Counts a session about to be created, if the capacity allows: the bound
+    /// holds however many creates run at once. At capacity, expired sessions
+    /// are swept to make room, at most once per [`FULL_SWEEP_INTERVAL`].
+    fn reserve(&self, now: Timestamp) -> Result<(), StoreError> {
+        let Some(capacity) = self.inner.capacity else {
+            self.inner.len.fetch_add(1, Ordering::AcqRel);
+            return Ok(());
+        };
+        loop {
+            let len = self.inner.len.load(Ordering::Acquire);
+            if len >= capacity {
+                if self.full_sweep_if_due(now) > 0 {
+                    continue;
+                }
+                return Err(StoreError::CapacityExceeded { capacity });
+            }
+            if self
+                .inner
+                .len
+                .compare_exchange(len, len + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    fn full_sweep_if_due(&self, now: Timestamp) -> u64 {
+        let due = self.inner.next_full_sweep_at.load(Ordering::Acquire);
+        let next = (now + FULL_SWEEP_INTERVAL).as_millis();
+        if now.as_millis() < due
+            || self
+                .inner
+                .next_full_sweep_at
+                .compare_exchange(due, next, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return 0;
+        }
+        self.sweep_all(now)
     }
 
     fn save_now(
@@ -527,12 +572,46 @@ mod tests {
             .create_now(&id(3), &record(t0, 10_000), t0)
             .unwrap_err();
         assert!(matches!(err, StoreError::CapacityExceeded { capacity: 2 }));
-        // Once the first has expired, its slot is reclaimed.
-        let later = Timestamp::from_millis(1_020);
+        // Once the first has expired, its slot is reclaimed by the next full
+        // sweep, which runs at most once per interval.
+        let soon = Timestamp::from_millis(1_020);
+        assert!(
+            store
+                .create_now(&id(3), &record(soon, 10_000), soon)
+                .is_err()
+        );
+        let later = t0 + FULL_SWEEP_INTERVAL;
         store
             .create_now(&id(3), &record(later, 10_000), later)
             .unwrap();
         assert_eq!(store.len(), 2);
+    }
+
+    #[test]
+    fn the_capacity_holds_under_concurrent_creates() {
+        let store = MemoryStore::builder().capacity(100).build();
+        let now = Timestamp::now();
+        let created: usize = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..8u8)
+                .map(|worker| {
+                    let store = &store;
+                    scope.spawn(move || {
+                        (0..200u8)
+                            .filter(|n| {
+                                let mut bytes = [0; 32];
+                                bytes[0] = *n;
+                                bytes[1] = worker;
+                                let id = SessionId::from_bytes(bytes);
+                                store.create_now(&id, &record(now, 60_000), now).is_ok()
+                            })
+                            .count()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap_or(0)).sum()
+        });
+        assert_eq!(created, 100, "exactly the capacity was created");
+        assert_eq!(store.len(), 100);
     }
 
     #[test]
