@@ -282,6 +282,21 @@ async fn every_interleaving_on_redis() {
     explore_all("redis", AnyStore::new(redis_store().await)).await;
 }
 
+/// A private six-node Redis Cluster, where a session and its owner index live
+/// on different nodes.
+#[actix_web::test]
+async fn every_interleaving_on_a_redis_cluster() {
+    let cluster = latchkey_testkit::servers::PrivateRedisCluster::start().unwrap();
+    let store = latchkey::redis::RedisStore::connect_cluster(
+        cluster.urls(),
+        std::time::Duration::from_secs(2),
+    )
+    .await
+    .unwrap()
+    .with_prefix(latchkey_testkit::servers::unique_name("explore"));
+    explore_all("redis cluster", AnyStore::new(store)).await;
+}
+
 /// One process's cache in front of Redis, with a long staleness bound: every
 /// write goes through the cache, so no staleness may show.
 #[actix_web::test]

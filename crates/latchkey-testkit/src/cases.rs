@@ -548,3 +548,68 @@ pub async fn concurrent_updates_on_one_session_are_exact<S: SessionStore>(store:
     assert_eq!(loaded.data["n"], json!(TASKS), "no update was lost");
     assert_eq!(loaded.version, TASKS + 1, "one version per successful save");
 }
+
+/// The owner index under churn: while tasks move a session between two owners
+/// with compare-and-set saves, others list both owners' sessions. Whatever the
+/// interleaving, the owner the session ends with lists it, the other does not,
+/// and `delete_by_owner` removes it.
+pub async fn owner_index_survives_owner_churn_and_concurrent_listing<S: SessionStore>(store: S) {
+    let store = Arc::new(store);
+    let (first, second) = (new_owner(), new_owner());
+    let mut record = live_record();
+    record.owner = Some(first.clone());
+    let id = create(&*store, &record).await;
+    let movers = (0..4).map(|task| {
+        let (store, first, second) = (Arc::clone(&store), first.clone(), second.clone());
+        tokio::spawn(async move {
+            for round in 0..10 {
+                let Some(mut current) = load(&*store, &id).await else {
+                    panic!("the session vanished during owner churn");
+                };
+                let next = if (task + round) % 2 == 0 {
+                    &first
+                } else {
+                    &second
+                };
+                current.owner = Some(next.clone());
+                let version = current.version;
+                let _ = save(&*store, &id, &current, version).await;
+            }
+        })
+    });
+    let listers = (0..2).map(|_| {
+        let (store, first, second) = (Arc::clone(&store), first.clone(), second.clone());
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                let _ = owned(&*store, &first).await;
+                let _ = owned(&*store, &second).await;
+            }
+        })
+    });
+    let tasks: Vec<_> = movers.chain(listers).collect();
+    for task in futures_util::future::join_all(tasks).await {
+        task.unwrap_or_else(|e| panic!("a task failed: {e}"));
+    }
+    // Whichever owner the session ended with lists it, the other does not,
+    // and revoking that owner removes it.
+    let Some(settled) = load(&*store, &id).await else {
+        panic!("the session vanished during owner churn");
+    };
+    let (owner, other) = if settled.owner.as_deref() == Some(first.as_str()) {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert_eq!(
+        owned(&*store, &owner).await,
+        vec![id],
+        "listed under its owner"
+    );
+    assert!(owned(&*store, &other).await.is_empty(), "and not the other");
+    let deleted = store
+        .delete_by_owner(&owner, None)
+        .await
+        .unwrap_or_else(|e| panic!("delete_by_owner failed: {e:?}"));
+    assert_eq!(deleted, 1, "delete_by_owner finds it");
+    assert!(load(&*store, &id).await.is_none());
+}

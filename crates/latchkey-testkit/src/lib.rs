@@ -65,6 +65,7 @@ macro_rules! conformance_tests {
             delete_is_idempotent,
             owner_index_lists_and_follows_changes,
             owner_index_skips_expired_sessions,
+            owner_index_survives_owner_churn_and_concurrent_listing,
             delete_by_owner_keeps_the_named_session,
             delete_expired_keeps_live_sessions,
             concurrent_updates_on_one_session_are_exact

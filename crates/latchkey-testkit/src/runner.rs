@@ -58,6 +58,7 @@ where
     cases::delete_is_idempotent(factory().await).await;
     cases::owner_index_lists_and_follows_changes(factory().await).await;
     cases::owner_index_skips_expired_sessions(factory().await).await;
+    cases::owner_index_survives_owner_churn_and_concurrent_listing(factory().await).await;
     cases::delete_by_owner_keeps_the_named_session(factory().await).await;
     cases::delete_expired_keeps_live_sessions(factory().await).await;
     cases::concurrent_updates_on_one_session_are_exact(factory().await).await;
