@@ -315,13 +315,14 @@ impl SessionStore for FailingStore {
     }
 }
 
-/// A store whose next load, once armed, reads the record and then waits to be
-/// released before returning it: a load that "began before" whatever the test
+/// A store whose next load (or save), once armed, runs and then waits to be
+/// released before returning: a call that "began before" whatever the test
 /// does meanwhile.
 #[derive(Clone, Debug)]
 pub struct PausingStore<S> {
     inner: S,
     armed: Arc<std::sync::atomic::AtomicBool>,
+    armed_save: Arc<std::sync::atomic::AtomicBool>,
     /// Notified when the paused load has read its record.
     pub paused: Arc<tokio::sync::Notify>,
     /// Notify it to let the paused load return.
@@ -334,6 +335,7 @@ impl<S> PausingStore<S> {
         Self {
             inner,
             armed: Arc::default(),
+            armed_save: Arc::default(),
             paused: Arc::default(),
             release: Arc::default(),
         }
@@ -342,6 +344,11 @@ impl<S> PausingStore<S> {
     /// Makes the next load pause after reading.
     pub fn arm(&self) {
         self.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Makes the next save pause after it was written.
+    pub fn arm_save(&self) {
+        self.armed_save.store(true, Ordering::SeqCst);
     }
 }
 
@@ -365,7 +372,12 @@ impl<S: SessionStore> SessionStore for PausingStore<S> {
         record: &Record,
         expected_version: u64,
     ) -> Result<SaveOutcome, StoreError> {
-        self.inner.save(id, record, expected_version).await
+        let saved = self.inner.save(id, record, expected_version).await;
+        if self.armed_save.swap(false, Ordering::SeqCst) {
+            self.paused.notify_one();
+            self.release.notified().await;
+        }
+        saved
     }
 
     async fn touch(&self, id: &SessionId, deadlines: Deadlines) -> Result<bool, StoreError> {

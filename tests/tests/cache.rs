@@ -163,3 +163,27 @@ async fn an_older_load_never_replaces_a_newer_cached_version() {
     assert_eq!(cached.version, 2, "the cache still serves version 2");
     assert_eq!(cached.data["n"], 2);
 }
+
+/// A save through the cache that landed before a delete through the same cache,
+/// and answers after it, does not cache the deleted session.
+#[actix_rt::test]
+async fn a_save_overtaken_by_a_delete_caches_nothing() {
+    let paused = PausingStore::new(redis_store().await);
+    let cache = CachedStore::new(paused.clone()).max_staleness(Duration::from_secs(60));
+    let id = SessionToken::generate().unwrap().id();
+    paused.create(&id, &record()).await.unwrap();
+    paused.arm_save();
+    let changed = record();
+    let save = cache.save(&id, &changed, 1);
+    let delete = async {
+        paused.paused.notified().await;
+        cache.delete(&id).await.unwrap();
+        paused.release.notify_one();
+    };
+    let (saved, ()) = tokio::join!(save, delete);
+    assert_eq!(saved.unwrap(), SaveOutcome::Saved(2));
+    assert!(
+        cache.load(&id).await.unwrap().is_none(),
+        "the deleted session is not served from the cache"
+    );
+}

@@ -19,8 +19,9 @@ return 1
 ";
 
 /// Compare-and-set. KEYS[1] session; ARGV expected, data, has_owner, owner, idle,
-/// absolute, expire_at, now. Returns `{new version, indexed owner or ''}`, -1
-/// when missing (absent, or expired by the application's clock), -2 on conflict.
+/// absolute, expire_at, now. Returns `{new version, 1 if the owner's index is
+/// known to hold the session (or there is no owner), else 0}`, -1 when missing
+/// (absent, or expired by the application's clock), -2 on conflict.
 pub(crate) const SAVE: &str = r"
 local f = redis.call('HMGET', KEYS[1], 'v', 'i', 'a')
 if not f[1] then return -1 end
@@ -30,56 +31,65 @@ local version = redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('HSET', KEYS[1], 'd', ARGV[2], 'i', ARGV[5], 'a', ARGV[6])
 if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'o', ARGV[4]) else redis.call('HDEL', KEYS[1], 'o') end
 redis.call('PEXPIREAT', KEYS[1], ARGV[7])
-return {version, redis.call('HGET', KEYS[1], 'x') or ''}
+local indexed = ARGV[3] ~= '1' or redis.call('HEXISTS', KEYS[1], 'x:' .. ARGV[4]) == 1
+return {version, indexed and 1 or 0}
 ";
 
 /// Moves the deadlines of a live session. KEYS[1] session; ARGV idle, absolute,
-/// expire_at, now. Returns `{owner or '', indexed owner or ''}` when touched, 0
-/// when missing (absent, or expired by the application's clock).
+/// expire_at, now. Returns `{owner or '', 1 if that owner's index is known to
+/// hold the session (or there is no owner), else 0}` when touched, 0 when
+/// missing (absent, or expired by the application's clock).
 pub(crate) const TOUCH: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'i', 'a', 'o', 'x')
+local f = redis.call('HMGET', KEYS[1], 'i', 'a', 'o')
 if not f[1] then return 0 end
 if math.min(tonumber(f[1]), tonumber(f[2])) <= tonumber(ARGV[4]) then return 0 end
 redis.call('HSET', KEYS[1], 'i', ARGV[1], 'a', ARGV[2])
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
-return {f[3] or '', f[4] or ''}
+local indexed = not f[3] or redis.call('HEXISTS', KEYS[1], 'x:' .. f[3]) == 1
+return {f[3] or '', indexed and 1 or 0}
 ";
 
-/// Deletes a session. KEYS[1] session. Returns its indexed owner, or '' (also
-/// when there was no session).
+/// Deletes a session. KEYS[1] session. Returns the owners whose indexes hold
+/// it (none when there was no session).
 pub(crate) const DELETE: &str = r"
-local x = redis.call('HGET', KEYS[1], 'x')
+local owners = {}
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, 2) == 'x:' then owners[#owners + 1] = string.sub(field, 3) end
+end
 redis.call('DEL', KEYS[1])
-return x or ''
+return owners
 ";
 
-/// Records that the session's owner is in that owner's index, if the session
-/// still has that owner. KEYS[1] session; ARGV owner ('' for none). Returns 1
-/// when recorded.
+/// Records that an owner's index holds the session, while the session exists.
+/// KEYS[1] session; ARGV owner. Returns 1.
 pub(crate) const MARK_INDEXED: &str = r"
-local o = redis.call('HGET', KEYS[1], 'o') or ''
-if o ~= ARGV[1] then return 0 end
-if o == '' then redis.call('HDEL', KEYS[1], 'x') else redis.call('HSET', KEYS[1], 'x', o) end
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'x:' .. ARGV[1], '1') end
 return 1
 ";
 
-/// Compare-and-delete. KEYS[1] session; ARGV expected, now. Returns `{1,
-/// indexed owner or ''}` when deleted, -1 when missing (absent, or expired by
-/// the application's clock), -2 on conflict.
+/// Compare-and-delete. KEYS[1] session; ARGV expected, now. Returns `{1, the
+/// owners whose indexes hold it…}` when deleted, -1 when missing (absent, or
+/// expired by the application's clock), -2 on conflict.
 pub(crate) const DELETE_AT_VERSION: &str = r"
 local f = redis.call('HMGET', KEYS[1], 'v', 'i', 'a')
 if not f[1] then return -1 end
 if math.min(tonumber(f[2]), tonumber(f[3])) <= tonumber(ARGV[2]) then return -1 end
 if f[1] ~= ARGV[1] then return -2 end
-local x = redis.call('HGET', KEYS[1], 'x')
+local deleted = {1}
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, 2) == 'x:' then deleted[#deleted + 1] = string.sub(field, 3) end
+end
 redis.call('DEL', KEYS[1])
-return {1, x or ''}
+return deleted
 ";
 
 /// Deletes a session only while it still belongs to the owner. KEYS[1] session;
-/// ARGV owner. Returns 1 when deleted.
+/// ARGV owner. Returns 1 when deleted, 0 when it belongs to someone else now,
+/// -1 when there is no session.
 pub(crate) const DELETE_IF_OWNED: &str = r"
-if redis.call('HGET', KEYS[1], 'o') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+local o = redis.call('HGET', KEYS[1], 'o')
+if o == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 return 0
 ";
 

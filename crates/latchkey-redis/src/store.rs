@@ -478,53 +478,58 @@ where
         .arg(Timestamp::now().as_millis())
     }
 
-    /// Brings the owner indexes in line with a session whose owner is `owner`
-    /// and whose hash says it is indexed under `indexed`: adds it to the new
-    /// owner's index, removes it from the old one's, then records the new owner
-    /// as indexed. The record is written only after the index calls succeeded,
-    /// so a session is never recorded as indexed where it is not; a failure
-    /// leaves the record as it was, and the next save or touch of the session
-    /// repeats the work.
+    /// Makes sure the owner's index holds the session, unless the session's
+    /// hash already records that it does (`indexed`): adds it to the index,
+    /// then records that in the hash. Entries are never removed on an owner
+    /// change (readers check each entry's owner), so a recorded entry stays
+    /// true for as long as the session exists; a failure leaves nothing
+    /// recorded, and the next save or touch of the session adds it again.
     async fn reindex(
         &self,
         id: &SessionId,
-        indexed: &str,
+        indexed: bool,
         owner: Option<&str>,
         absolute: Timestamp,
     ) -> Result<(), StoreError> {
-        if indexed == owner.unwrap_or("") {
+        let Some(owner) = owner.filter(|_| !indexed) else {
             return Ok(());
-        }
-        let mut calls = Vec::new();
-        calls.extend(owner.map(|owner| self.index_call(owner, id, absolute)));
-        if !indexed.is_empty() {
-            calls.push(
-                Call::new(
-                    &self.shared.scripts.index_remove,
-                    self.owner_key(indexed).into_bytes(),
-                )
-                .arg(id.to_hex()),
-            );
-        }
-        for reply in self.eval(calls).await? {
-            integer(Some(reply))?;
-        }
+        };
+        integer(
+            self.eval(vec![self.index_call(owner, id, absolute)])
+                .await?
+                .into_iter()
+                .next(),
+        )?;
         let mark = Call::new(
             &self.shared.scripts.mark_indexed,
             self.session_key(id).into_bytes(),
         )
-        .arg(owner.unwrap_or(""));
+        .arg(owner);
         integer(self.eval(vec![mark]).await?.into_iter().next())?;
         Ok(())
     }
 
-    /// Removes a deleted session from the index of the owner it was indexed under.
-    async fn unindex(&self, id: &SessionId, indexed: &str) -> Result<(), StoreError> {
-        if indexed.is_empty() {
+    /// Removes a deleted session from the indexes that held it.
+    async fn unindex(&self, id: &SessionId, owners: &[Value]) -> Result<(), StoreError> {
+        let member = id.to_hex();
+        let mut calls = Vec::new();
+        for owner in owners {
+            let owner = text(owner)?;
+            calls.push(
+                Call::new(
+                    &self.shared.scripts.index_remove,
+                    self.owner_key(&owner).into_bytes(),
+                )
+                .arg(&member),
+            );
+        }
+        if calls.is_empty() {
             return Ok(());
         }
-        self.drop_index_members(&self.owner_key(indexed), vec![id.to_hex()])
-            .await
+        for reply in self.eval(calls).await? {
+            integer(Some(reply))?;
+        }
+        Ok(())
     }
 }
 
@@ -545,15 +550,23 @@ fn reply(value: Option<Value>) -> Result<Reply, StoreError> {
     }
 }
 
-/// The text at `index` of a script's list reply ('' when absent).
-fn text_at(values: &[Value], index: usize) -> Result<String, StoreError> {
-    match values.get(index) {
-        Some(Value::BulkString(bytes)) => {
-            String::from_utf8(bytes.clone()).map_err(StoreError::corrupt)
-        }
-        Some(Value::SimpleString(text)) => Ok(text.clone()),
-        None | Some(Value::Nil) => Ok(String::new()),
-        Some(other) => Err(StoreError::corrupt(format!(
+/// A text element of a script's list reply.
+fn text(value: &Value) -> Result<String, StoreError> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).map_err(StoreError::corrupt),
+        Value::SimpleString(text) => Ok(text.clone()),
+        Value::Nil => Ok(String::new()),
+        other => Err(StoreError::corrupt(format!(
+            "unexpected script reply element {other:?}"
+        ))),
+    }
+}
+
+/// An integer element of a script's list reply.
+fn number(value: Option<&Value>) -> Result<i64, StoreError> {
+    match value {
+        Some(Value::Int(n)) => Ok(*n),
+        other => Err(StoreError::corrupt(format!(
             "unexpected script reply element {other:?}"
         ))),
     }
@@ -683,8 +696,13 @@ where
         }
         // Indexed only once the session exists: a listing in between cannot
         // find the entry's hash absent and prune it.
-        self.reindex(id, "", record.owner.as_deref(), record.deadlines.absolute)
-            .await
+        self.reindex(
+            id,
+            false,
+            record.owner.as_deref(),
+            record.deadlines.absolute,
+        )
+        .await
     }
 
     async fn save(
@@ -708,20 +726,12 @@ where
                 "unexpected save status {other}"
             ))),
             Reply::List(values) => {
-                let version = match values.first() {
-                    Some(Value::Int(version)) => {
-                        u64::try_from(*version).map_err(StoreError::corrupt)?
-                    }
-                    other => {
-                        return Err(StoreError::corrupt(format!(
-                            "unexpected save version {other:?}"
-                        )));
-                    }
-                };
-                let indexed = text_at(&values, 1)?;
+                let version =
+                    u64::try_from(number(values.first())?).map_err(StoreError::corrupt)?;
+                let indexed = number(values.get(1))? == 1;
                 self.reindex(
                     id,
-                    &indexed,
+                    indexed,
                     record.owner.as_deref(),
                     record.deadlines.absolute,
                 )
@@ -744,10 +754,10 @@ where
             Reply::Status(_) => Ok(false),
             Reply::List(values) => {
                 // A touch also finishes index work a failed save left undone.
-                let (owner, indexed) = (text_at(&values, 0)?, text_at(&values, 1)?);
+                let owner = values.first().map(text).transpose()?.unwrap_or_default();
+                let indexed = number(values.get(1))? == 1;
                 let owner = (!owner.is_empty()).then_some(owner.as_str());
-                self.reindex(id, &indexed, owner, deadlines.absolute)
-                    .await?;
+                self.reindex(id, indexed, owner, deadlines.absolute).await?;
                 Ok(true)
             }
         }
@@ -758,14 +768,10 @@ where
             &self.shared.scripts.delete,
             self.session_key(id).into_bytes(),
         );
-        let indexed = match self.eval(vec![call]).await?.into_iter().next() {
-            Some(Value::BulkString(bytes)) => {
-                String::from_utf8(bytes).map_err(StoreError::corrupt)?
-            }
-            Some(Value::ServerError(err)) => return Err(backend(err.into())),
-            _ => String::new(),
-        };
-        self.unindex(id, &indexed).await
+        match reply(self.eval(vec![call]).await?.into_iter().next())? {
+            Reply::List(owners) => self.unindex(id, &owners).await,
+            Reply::Status(_) => Ok(()),
+        }
     }
 
     async fn delete_at_version(
@@ -783,7 +789,8 @@ where
             Reply::Status(-2) => Ok(DeleteOutcome::Conflict),
             Reply::Status(_) => Ok(DeleteOutcome::Missing),
             Reply::List(values) => {
-                self.unindex(id, &text_at(&values, 1)?).await?;
+                self.unindex(id, values.get(1..).unwrap_or_default())
+                    .await?;
                 Ok(DeleteOutcome::Deleted)
             }
         }
@@ -853,7 +860,9 @@ where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     /// One pass of `delete_by_owner`: deletes the sessions the owner's index
-    /// names (but `keep`) and clears them from it; `None` when it names none.
+    /// names (but `keep`) that still belong to the owner, and clears the
+    /// entries of those deleted or already gone; `None` when there were none,
+    /// so that another pass would find nothing new.
     async fn delete_indexed(
         &self,
         owner: &str,
@@ -881,10 +890,24 @@ where
             })
             .collect();
         let mut deleted = 0;
-        for reply in self.eval(calls).await? {
-            deleted += u64::from(integer(Some(reply))? == 1);
+        let mut settled = Vec::new();
+        for (member, reply) in doomed.into_iter().zip(self.eval(calls).await?) {
+            match integer(Some(reply))? {
+                1 => {
+                    deleted += 1;
+                    settled.push(member);
+                }
+                // Gone already: its entry can never be live again.
+                -1 => settled.push(member),
+                // Someone else's now: left for readers to skip, since removing
+                // it could race an owner change back to this owner.
+                _ => {}
+            }
         }
-        self.drop_index_members(&index, doomed).await?;
+        if settled.is_empty() {
+            return Ok(None);
+        }
+        self.drop_index_members(&index, settled).await?;
         Ok(Some(deleted))
     }
 }

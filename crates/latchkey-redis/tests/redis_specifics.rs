@@ -381,17 +381,36 @@ fn the_owner_index_follows_writes_and_is_pruned_only_of_absent_sessions() {
         );
         let _: () = conn.hset(&key, "i", idle).await.unwrap();
 
-        // An owner change moves the entry.
+        // An owner change adds the entry to the new owner's index; the old
+        // owner's entry stays (removing it could race a change back) and is
+        // skipped by readers.
         assert!(matches!(
             store.save(&id, &to_bob, 1).await.unwrap(),
             SaveOutcome::Saved(2)
         ));
-        assert!(!indexed(&mut conn, &ann, &id).await);
         assert!(indexed(&mut conn, &bob, &id).await);
+        assert!(store.list_by_owner("ann").await.unwrap().is_empty());
+        assert_eq!(store.delete_by_owner("ann", None).await.unwrap(), 0);
+        assert!(
+            store.load(&id).await.unwrap().is_some(),
+            "bob's session survives ann's revocation"
+        );
+        // And a change back needs no index work to be found again.
+        let mut back = owned_by("ann");
+        back.data = to_bob.data.clone();
+        assert!(matches!(
+            store.save(&id, &back, 2).await.unwrap(),
+            SaveOutcome::Saved(3)
+        ));
+        assert_eq!(store.list_by_owner("ann").await.unwrap().len(), 1);
+        assert!(matches!(
+            store.save(&id, &to_bob, 3).await.unwrap(),
+            SaveOutcome::Saved(4)
+        ));
 
         // A touch repairs an entry a failed index write left missing.
         let _: () = conn.srem(&bob, id.to_hex()).await.unwrap();
-        let _: () = conn.hdel(&key, "x").await.unwrap();
+        let _: () = conn.hdel(&key, "x:bob").await.unwrap();
         assert!(store.touch(&id, to_bob.deadlines).await.unwrap());
         assert!(indexed(&mut conn, &bob, &id).await, "touch re-adds");
 

@@ -28,9 +28,10 @@
 //! copy: the write is dropped, and the next request starts a new session.
 //! actix-session's own stores would recreate it, undoing the logout.
 //!
-//! An update costs one store round trip: the bridge remembers the version each
-//! load saw and writes with compare-and-set on it, loading again only after a
-//! conflict.
+//! An update costs one store round trip: the bridge remembers the latest record
+//! a load or update of the session returned and writes with compare-and-set on
+//! its version, loading again only after a conflict (then the last writer wins,
+//! as with actix-session's own stores).
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -12,10 +12,10 @@
 //! changed on another instance may still be served here for up to that second.
 //!
 //! Deletes, saves, touches and `delete_by_owner` made through *this* cache take
-//! effect here at once, including against loads already under way: a load that
-//! read the store before a delete (or a newer save) through this cache and
-//! finishes after it caches nothing, and a cached record is never replaced by an
-//! older version.
+//! effect here at once, including against calls already under way: a load or
+//! save that reached the store before a delete through this cache and finishes
+//! after it caches nothing, and a cached record is never replaced by an older
+//! version.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -121,9 +121,15 @@ impl Cache {
         self.insert_unless_older(id, record);
     }
 
-    /// Caches what a write through this cache stored.
-    fn written(&self, id: &SessionId, record: Record) {
+    /// Caches what a write through this cache stored, unless the id was
+    /// invalidated since the write began (`generation`): a delete through this
+    /// cache that ran meanwhile wins.
+    fn written(&self, id: &SessionId, record: Record, generation: u64) {
         let _shard = self.lock(id);
+        if self.generation(id) != generation {
+            self.entries.remove(id);
+            return;
+        }
         self.insert_unless_older(id, &record);
     }
 
@@ -236,12 +242,14 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     }
 
     async fn create(&self, id: &SessionId, record: &Record) -> Result<(), StoreError> {
+        let Some(cache) = &self.cache else {
+            return self.inner.create(id, record).await;
+        };
+        let generation = cache.generation(id);
         self.inner.create(id, record).await?;
-        if let Some(cache) = &self.cache {
-            let mut stored = record.clone();
-            stored.version = 1;
-            cache.written(id, stored);
-        }
+        let mut stored = record.clone();
+        stored.version = 1;
+        cache.written(id, stored, generation);
         Ok(())
     }
 
@@ -254,12 +262,13 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         let Some(cache) = &self.cache else {
             return self.inner.save(id, record, expected_version).await;
         };
+        let generation = cache.generation(id);
         let outcome = self.inner.save(id, record, expected_version).await;
         match &outcome {
             Ok(SaveOutcome::Saved(version)) => {
                 let mut stored = record.clone();
                 stored.version = *version;
-                cache.written(id, stored);
+                cache.written(id, stored, generation);
             }
             // A conflict means our copy was stale; a failure leaves us unsure.
             _ => cache.invalidate(id),
