@@ -23,13 +23,17 @@ return 1
 /// known to hold the session (or there is no owner), else 0}`, -1 when missing
 /// (absent, or expired by the application's clock), -2 on conflict.
 pub(crate) const SAVE: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'v', 'i', 'a')
+local f = redis.call('HMGET', KEYS[1], 'v', 'i', 'a', 'o')
 if not f[1] then return -1 end
 if math.min(tonumber(f[2]), tonumber(f[3])) <= tonumber(ARGV[8]) then return -1 end
 if f[1] ~= ARGV[1] then return -2 end
-local version = redis.call('HINCRBY', KEYS[1], 'v', 1)
-redis.call('HSET', KEYS[1], 'd', ARGV[2], 'i', ARGV[5], 'a', ARGV[6])
-if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'o', ARGV[4]) else redis.call('HDEL', KEYS[1], 'o') end
+local version = tonumber(f[1]) + 1
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[2], 'i', ARGV[5], 'a', ARGV[6], 'o', ARGV[4])
+else
+  redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[2], 'i', ARGV[5], 'a', ARGV[6])
+  if f[4] then redis.call('HDEL', KEYS[1], 'o') end
+end
 redis.call('PEXPIREAT', KEYS[1], ARGV[7])
 local indexed = ARGV[3] ~= '1' or redis.call('HEXISTS', KEYS[1], 'x:' .. ARGV[4]) == 1
 return {version, indexed and 1 or 0}
@@ -159,40 +163,34 @@ impl Scripts {
     }
 }
 
-/// One `EVALSHA` call: the script's digest, its single key and its arguments.
+/// One `EVALSHA` call: the script's digest, its single key and its arguments,
+/// written into the command as they are added (numbers without an
+/// intermediate string).
 #[derive(Debug, Clone)]
 pub(crate) struct Call {
     pub(crate) hash: String,
-    pub(crate) key: Vec<u8>,
-    pub(crate) args: Vec<Vec<u8>>,
+    cmd: Cmd,
 }
 
 impl Call {
     pub(crate) fn new(script: &Script, key: Vec<u8>) -> Self {
-        Self {
-            hash: script.get_hash().to_owned(),
-            key,
-            args: Vec::new(),
-        }
-    }
-
-    pub(crate) fn arg(mut self, arg: impl ToString) -> Self {
-        self.args.push(arg.to_string().into_bytes());
-        self
-    }
-
-    pub(crate) fn arg_bytes(mut self, arg: Vec<u8>) -> Self {
-        self.args.push(arg);
-        self
-    }
-
-    pub(crate) fn command(&self) -> Cmd {
+        let hash = script.get_hash().to_owned();
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(&self.hash).arg(1).arg(&self.key);
-        for arg in &self.args {
-            cmd.arg(arg);
-        }
-        cmd
+        cmd.arg(&hash).arg(1).arg(key);
+        Self { hash, cmd }
+    }
+
+    pub(crate) fn arg(mut self, arg: impl redis::ToRedisArgs) -> Self {
+        self.cmd.arg(arg);
+        self
+    }
+
+    pub(crate) fn arg_bytes(self, arg: Vec<u8>) -> Self {
+        self.arg(arg)
+    }
+
+    pub(crate) fn command(&self) -> &Cmd {
+        &self.cmd
     }
 }
 
@@ -206,7 +204,7 @@ pub(crate) fn pipeline(calls: &[Call]) -> Pipeline {
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     for call in calls {
-        pipe.add_command(call.command());
+        pipe.add_command(call.command().clone());
     }
     pipe
 }

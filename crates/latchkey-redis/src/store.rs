@@ -1,6 +1,5 @@
 //! `RedisStore`: the session contract on Redis.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -353,6 +352,9 @@ where
         if self.shared.cluster {
             return self.eval_per_key(calls).await;
         }
+        if let [call] = calls.as_slice() {
+            return self.eval_one(call).await.map(|value| vec![value]);
+        }
         let mut conn = self.conn.clone();
         let scripts = &self.shared.scripts;
         let results = self
@@ -387,13 +389,39 @@ where
         Ok(results)
     }
 
+    /// One call, sent as a plain command rather than a pipeline of one: the
+    /// common case, which then needs no pipeline to build.
+    async fn eval_one(&self, call: &Call) -> Result<Value, StoreError> {
+        let mut conn = self.conn.clone();
+        let scripts = &self.shared.scripts;
+        self.bounded(async move {
+            match call.command().query_async::<Value>(&mut conn).await {
+                Err(err)
+                    if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    tracing::debug!("redis lost its script cache; reloading");
+                    if let Some(source) = scripts.source_of(&call.hash) {
+                        redis::cmd("SCRIPT")
+                            .arg("LOAD")
+                            .arg(source)
+                            .query_async::<Value>(&mut conn)
+                            .await?;
+                    }
+                    call.command().query_async::<Value>(&mut conn).await
+                }
+                other => other,
+            }
+        })
+        .await
+    }
+
     /// The cluster form of [`eval`](Self::eval): each call on its own, all at
     /// once, each routed to its key's node.
     async fn eval_per_key(&self, calls: Vec<Call>) -> Result<Vec<Value>, StoreError> {
         let scripts = &self.shared.scripts;
         let one = |call: Call| async move {
             match self
-                .send::<Value>(&call.command(), Resend::OnlyIfUnsent)
+                .send::<Value>(call.command(), Resend::OnlyIfUnsent)
                 .await
             {
                 Err(err)
@@ -405,7 +433,7 @@ where
                         load.arg("LOAD").arg(source);
                         self.send::<Value>(&load, Resend::Always).await?;
                     }
-                    self.send::<Value>(&call.command(), Resend::OnlyIfUnsent)
+                    self.send::<Value>(call.command(), Resend::OnlyIfUnsent)
                         .await
                 }
                 other => other,
@@ -417,17 +445,12 @@ where
         .await
     }
 
-    /// `HGETALL` of several session keys: one pipeline, or one command per key
+    /// `HMGET` of several session keys: one pipeline, or one command per key
     /// on a cluster.
-    async fn load_many(
-        &self,
-        keys: Vec<String>,
-    ) -> Result<Vec<HashMap<String, String>>, StoreError> {
+    async fn load_many(&self, keys: Vec<String>) -> Result<Vec<Fields>, StoreError> {
         if self.shared.cluster {
             let one = |key: String| async move {
-                let mut cmd = redis::cmd("HGETALL");
-                cmd.arg(key);
-                self.send::<HashMap<String, String>>(&cmd, Resend::Always)
+                self.send::<Fields>(&record_fields(key), Resend::Always)
                     .await
             };
             return self
@@ -438,7 +461,7 @@ where
         }
         let mut pipe = redis::pipe();
         for key in keys {
-            pipe.cmd("HGETALL").arg(key);
+            pipe.add_command(record_fields(key));
         }
         let mut conn = self.conn.clone();
         self.bounded(async move { pipe.query_async(&mut conn).await })
@@ -628,33 +651,54 @@ fn owner_args(call: Call, owner: Option<&str>) -> Call {
     }
 }
 
-/// Rebuilds a record from its hash fields; `None` for an absent key.
-fn decode(fields: HashMap<String, String>) -> Result<Option<Record>, StoreError> {
-    if fields.is_empty() {
+/// The hash fields a record is read from, in the order `decode` expects them:
+/// version, data, owner, created, idle and absolute deadlines.
+const RECORD_FIELDS: [&str; 6] = ["v", "d", "o", "c", "i", "a"];
+
+/// The values of a session's [`RECORD_FIELDS`], in that order.
+type Fields = Vec<Option<Vec<u8>>>;
+
+/// An `HMGET` of a session's [`RECORD_FIELDS`].
+fn record_fields(key: String) -> redis::Cmd {
+    let mut cmd = redis::cmd("HMGET");
+    cmd.arg(key).arg(&RECORD_FIELDS[..]);
+    cmd
+}
+
+/// Rebuilds a record from the values of [`RECORD_FIELDS`]; `None` for an
+/// absent key (every value missing).
+fn decode(fields: Fields) -> Result<Option<Record>, StoreError> {
+    if fields.iter().all(Option::is_none) {
         return Ok(None);
     }
-    let number = |name: &str| -> Result<u64, StoreError> {
-        fields
-            .get(name)
+    let field = |index: usize| fields.get(index).and_then(Option::as_deref);
+    let number = |index: usize| -> Result<u64, StoreError> {
+        field(index)
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
             .and_then(|text| text.parse().ok())
             .ok_or_else(|| {
                 StoreError::corrupt(format!(
-                    "session hash field {name:?} missing or not a number"
+                    "session hash field {:?} missing or not a number",
+                    RECORD_FIELDS.get(index).unwrap_or(&"?")
                 ))
             })
     };
-    let data = match fields.get("d") {
-        Some(json) => serde_json::from_str(json).map_err(StoreError::corrupt)?,
+    let data = match field(1) {
+        Some(json) => serde_json::from_slice(json).map_err(StoreError::corrupt)?,
         None => return Err(StoreError::corrupt("session hash has no data field")),
     };
+    let owner = field(2)
+        .map(|bytes| String::from_utf8(bytes.to_vec()))
+        .transpose()
+        .map_err(StoreError::corrupt)?;
     Ok(Some(Record {
         data,
-        version: number("v")?,
-        owner: fields.get("o").cloned(),
-        created_at: Timestamp::from_millis(number("c")?),
+        version: number(0)?,
+        owner,
+        created_at: Timestamp::from_millis(number(3)?),
         deadlines: Deadlines {
-            idle: Timestamp::from_millis(number("i")?),
-            absolute: Timestamp::from_millis(number("a")?),
+            idle: Timestamp::from_millis(number(4)?),
+            absolute: Timestamp::from_millis(number(5)?),
         },
     }))
 }
@@ -672,9 +716,8 @@ where
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
-        let mut cmd = redis::cmd("HGETALL");
-        cmd.arg(self.session_key(id));
-        let fields: HashMap<String, String> = self.bounded(self.send(&cmd, Resend::Always)).await?;
+        let cmd = record_fields(self.session_key(id));
+        let fields: Fields = self.bounded(self.send(&cmd, Resend::Always)).await?;
         let now = Timestamp::now();
         Ok(decode(fields)?.filter(|record| !record.is_expired_at(now)))
     }
@@ -918,23 +961,42 @@ mod tests {
 
     #[test]
     fn decode_rejects_hashes_with_missing_or_bad_fields() {
-        let mut fields = HashMap::from([
-            ("v".to_owned(), "1".to_owned()),
-            ("d".to_owned(), "{}".to_owned()),
-            ("c".to_owned(), "5".to_owned()),
-            ("i".to_owned(), "6".to_owned()),
-            ("a".to_owned(), "7".to_owned()),
-        ]);
-        assert!(decode(fields.clone()).unwrap().is_some());
-        fields.insert("d".into(), "{not json".into());
+        let fields = |pairs: &[(&str, &str)]| -> Fields {
+            RECORD_FIELDS
+                .iter()
+                .map(|name| {
+                    pairs
+                        .iter()
+                        .find(|(field, _)| field == name)
+                        .map(|(_, value)| value.as_bytes().to_vec())
+                })
+                .collect()
+        };
+        let good = [("v", "1"), ("d", "{}"), ("c", "5"), ("i", "6"), ("a", "7")];
+        assert!(decode(fields(&good)).unwrap().is_some());
+        let bad_json = [
+            ("v", "1"),
+            ("d", "{not json"),
+            ("c", "5"),
+            ("i", "6"),
+            ("a", "7"),
+        ];
         assert!(matches!(
-            decode(fields.clone()),
+            decode(fields(&bad_json)),
             Err(StoreError::Corrupt { .. })
         ));
-        fields.insert("d".into(), "{}".into());
-        fields.insert("v".into(), "one".into());
-        assert!(matches!(decode(fields), Err(StoreError::Corrupt { .. })));
-        assert!(decode(HashMap::new()).unwrap().is_none());
+        let bad_version = [
+            ("v", "one"),
+            ("d", "{}"),
+            ("c", "5"),
+            ("i", "6"),
+            ("a", "7"),
+        ];
+        assert!(matches!(
+            decode(fields(&bad_version)),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(decode(fields(&[])).unwrap().is_none());
     }
 
     proptest::proptest! {
@@ -942,7 +1004,10 @@ mod tests {
         /// layout), decoding it is a value or an error, never a panic.
         #[test]
         fn decoding_arbitrary_hashes_never_panics(
-            fields in proptest::collection::hash_map("[vdocia]|.{0,3}", ".{0,40}", 0..8)
+            fields in proptest::collection::vec(
+                proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)),
+                0..8,
+            )
         ) {
             let _ = decode(fields);
         }

@@ -77,7 +77,7 @@
 //!
 //! # Security model in five lines
 //!
-//! - Tokens are 256 bits from the OS CSPRNG; stores hold only their SHA-256.
+//! - Tokens are 256 bits from a CSPRNG seeded by the OS; stores hold only their SHA-256.
 //! - Cookies are signed (or encrypted) with the first of a list of keys; all verify.
 //! - Defaults: `HttpOnly`, `Secure`, `SameSite=Lax`, `Path=/`; `__Host-` names are checked.
 //! - Idle timeout and absolute lifetime are enforced by the server, not the cookie.
