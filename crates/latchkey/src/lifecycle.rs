@@ -30,7 +30,8 @@ use crate::error::Error;
 use crate::metrics::ObservedStore;
 use crate::ops::replay;
 use crate::session::{Change, IncomingCookie, Loaded, Outcome, State, check_limits};
-use crate::write_gate::Turn;
+use crate::write_gate::{Deposit, GroupAnswer, Joined, Turn};
+use tokio::sync::oneshot;
 
 /// How many fresh tokens to try when `create` reports a collision. With 256-bit
 /// tokens a single collision is already astronomically unlikely.
@@ -123,33 +124,190 @@ async fn changed(
     now: Timestamp,
 ) -> Result<CookieAction, Error> {
     let id = loaded.token.id();
-    let mut turn = config.runtime.write_gate.enter(id).await;
-    let mut pending = Pending::new(&loaded, change, &turn, config)?;
+    let answer = match config
+        .runtime
+        .write_gate
+        .join(id, loaded.base.clone(), change)
+        .await
+    {
+        Joined::Answered(answer) => answer,
+        Joined::Lead {
+            mut turn,
+            group,
+            own,
+        } => {
+            commit_group(id, &mut turn, group, config, now).await;
+            drop(turn);
+            own.await.unwrap_or_else(|_| {
+                GroupAnswer::Failed(Error::Store(StoreError::backend(
+                    "write group",
+                    std::io::Error::other("the change was not answered"),
+                )))
+            })
+        }
+    };
+    match answer {
+        GroupAnswer::Saved(deadlines) => Ok(refreshed(loaded, deadlines, config)),
+        GroupAnswer::Gone => {
+            tracing::debug!(session = %id, "session gone during the request; change dropped");
+            Ok(CookieAction::Keep)
+        }
+        GroupAnswer::Refused(err) | GroupAnswer::Failed(err) => Err(err),
+    }
+}
+
+/// Commits the changes waiting in a session's queue in one compare-and-set,
+/// replayed on the newest record known, and answers each. A change that does
+/// not fit (a limit, a value of the wrong type) is answered with its error and
+/// left out; the others go on.
+async fn commit_group(
+    id: SessionId,
+    turn: &mut Turn<'_>,
+    group: Vec<Deposit>,
+    config: &Config,
+    now: Timestamp,
+) {
+    let mut members: Vec<(Vec<crate::ops::Op>, oneshot::Sender<GroupAnswer>)> = Vec::new();
+    // Start from the newest record: the one this process saved last, or the
+    // newest a member loaded (its own change already applied to it).
+    let newest = group
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, deposit)| deposit.base.version)
+        .map(|(index, _)| index);
+    let latest = turn.latest().cloned();
+    let mut record = None;
+    let mut replays = Vec::new();
+    for (index, deposit) in group.into_iter().enumerate() {
+        let Deposit {
+            base,
+            change,
+            answer,
+        } = deposit;
+        let from_here = Some(index) == newest
+            && latest
+                .as_ref()
+                .is_none_or(|latest| latest.version <= base.version);
+        if from_here {
+            record = Some(Record {
+                data: change.data,
+                owner: change.owner,
+                ..base
+            });
+            members.push((change.ops, answer));
+        } else {
+            replays.push((change.ops, answer));
+        }
+    }
+    let mut record = match (record, latest) {
+        (Some(record), _) => record,
+        (None, Some(latest)) => latest,
+        // Unreachable (a group holds at least one change); commit nothing.
+        (None, None) => return,
+    };
+    for (ops, answer) in replays {
+        match apply_member(&record, &ops, config) {
+            Ok(next) => {
+                record = next;
+                members.push((ops, answer));
+            }
+            Err(err) => {
+                let _ = answer.send(GroupAnswer::Refused(err));
+            }
+        }
+    }
+    let outcome = save_group(id, &mut record, &mut members, config, now).await;
+    let saved = match &outcome {
+        Ok(Some(deadlines)) => Some(*deadlines),
+        _ => None,
+    };
+    if saved.is_some() {
+        turn.saved(record);
+    }
+    for (_, answer) in members {
+        let reply = match &outcome {
+            Ok(Some(deadlines)) => GroupAnswer::Saved(*deadlines),
+            Ok(None) => GroupAnswer::Gone,
+            Err(err) => GroupAnswer::Failed(group_failure(err)),
+        };
+        let _ = answer.send(reply);
+    }
+}
+
+/// The record with one member's change replayed on it, within the limits.
+fn apply_member(record: &Record, ops: &[crate::ops::Op], config: &Config) -> Result<Record, Error> {
+    let (data, owner) = replay(ops, record.data.clone(), record.owner.clone())?;
+    check_limits(&data, config)?;
+    Ok(Record {
+        data,
+        owner,
+        ..record.clone()
+    })
+}
+
+/// Saves the group's record with compare-and-set, reloading and replaying every
+/// member after a conflict: the deadlines saved, or `None` when the session is
+/// gone or no member is left to save.
+async fn save_group(
+    id: SessionId,
+    record: &mut Record,
+    members: &mut Vec<(Vec<crate::ops::Op>, oneshot::Sender<GroupAnswer>)>,
+    config: &Config,
+    now: Timestamp,
+) -> Result<Option<Deadlines>, Error> {
     for attempt in 0..=config.max_conflict_retries {
-        pending.record.deadlines = saved_deadlines(pending.record.deadlines, config, now);
-        match config
-            .store
-            .save(&id, &pending.record, pending.expected)
-            .await?
-        {
+        if members.is_empty() {
+            // Every change was refused: nothing to write.
+            return Ok(None);
+        }
+        record.deadlines = saved_deadlines(record.deadlines, config, now);
+        match config.store.save(&id, record, record.version).await? {
             SaveOutcome::Saved(version) => {
-                let deadlines = pending.record.deadlines;
-                pending.record.version = version;
-                turn.saved(pending.record);
-                return Ok(refreshed(loaded, deadlines, config));
+                record.version = version;
+                return Ok(Some(record.deadlines));
             }
-            SaveOutcome::Missing => {
-                tracing::debug!(session = %id, "session gone during the request; change dropped");
-                return Ok(CookieAction::Keep);
-            }
+            SaveOutcome::Missing => return Ok(None),
             SaveOutcome::Conflict => {
-                if !pending.reload(&id, attempt, config).await? {
-                    return Ok(CookieAction::Keep);
+                tracing::debug!(session = %id, attempt, members = members.len(), "compare-and-set conflict; replaying");
+                config.store.metrics().conflict_replayed();
+                if attempt > 0 && attempt < config.max_conflict_retries {
+                    actix_web::rt::time::sleep(backoff(attempt)).await;
                 }
+                let Some(mut fresh) = config.store.load(&id).await? else {
+                    return Ok(None);
+                };
+                let mut kept = Vec::with_capacity(members.len());
+                for (ops, answer) in members.drain(..) {
+                    match apply_member(&fresh, &ops, config) {
+                        Ok(next) => {
+                            fresh = next;
+                            kept.push((ops, answer));
+                        }
+                        Err(err) => {
+                            let _ = answer.send(GroupAnswer::Refused(err));
+                        }
+                    }
+                }
+                *members = kept;
+                *record = fresh;
             }
         }
     }
     Err(gave_up(&id, config))
+}
+
+/// The error each member of a failed group gets: the same kind, not the same
+/// value (errors keep their source and are not cloned).
+fn group_failure(err: &Error) -> Error {
+    match err {
+        Error::ConflictRetriesExhausted { retries } => {
+            Error::ConflictRetriesExhausted { retries: *retries }
+        }
+        other => Error::Store(StoreError::backend(
+            "write group",
+            std::io::Error::other(other.to_string()),
+        )),
+    }
 }
 
 async fn created(change: Change, config: &Config, now: Timestamp) -> Result<CookieAction, Error> {

@@ -8,17 +8,69 @@
 //! changes on that record directly instead of saving against the stale copy it
 //! loaded, failing, and reloading. Compare-and-set still checks every write, so
 //! a change from another process is caught and reloaded as usual.
+//!
+//! Writers that only change values (no renewal, no purge) go further: each
+//! leaves its change in the queue, and whichever of them gets the turn commits
+//! every change waiting there in one compare-and-set (group commit), answering
+//! each writer with its own result. A hot session then costs one store round
+//! trip per group of writers rather than per writer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use latchkey_core::{Record, SessionId};
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+use latchkey_core::{Deadlines, Record, SessionId};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, oneshot};
+
+use crate::error::Error;
+use crate::session::Change;
 
 const SHARDS: usize = 16;
 
-/// A session's queue; holds the record this process last saved, while writers wait.
-type Queue = Arc<AsyncMutex<Option<Record>>>;
+/// One session's queue: the turn, holding the record this process last saved,
+/// and the changes waiting to be committed.
+#[derive(Debug, Default)]
+struct SessionQueue {
+    turn: Arc<AsyncMutex<Option<Record>>>,
+    waiting: Mutex<Vec<Deposit>>,
+}
+
+type Queue = Arc<SessionQueue>;
+
+/// A change left in a session's queue for whoever gets the turn to commit.
+#[derive(Debug)]
+pub(crate) struct Deposit {
+    /// The record the change's request loaded (its values are in `change`).
+    pub(crate) base: Record,
+    pub(crate) change: Change,
+    pub(crate) answer: oneshot::Sender<GroupAnswer>,
+}
+
+/// What became of a deposited change.
+#[derive(Debug)]
+pub(crate) enum GroupAnswer {
+    /// Saved, with these deadlines.
+    Saved(Deadlines),
+    /// The session is gone (deleted, expired): nothing was written.
+    Gone,
+    /// This change was refused (a limit, a value of the wrong type) and left out.
+    Refused(Error),
+    /// The commit failed; whether it landed is unknown.
+    Failed(Error),
+}
+
+/// How a writer joined its session's queue.
+#[derive(Debug)]
+pub(crate) enum Joined<'a> {
+    /// Another writer committed this one's change.
+    Answered(GroupAnswer),
+    /// This writer has the turn and must commit these changes (its own among
+    /// them), answering each, then read its own answer from `own`.
+    Lead {
+        turn: Turn<'a>,
+        group: Vec<Deposit>,
+        own: oneshot::Receiver<GroupAnswer>,
+    },
+}
 
 type Turns = HashMap<SessionId, Queue>;
 
@@ -54,22 +106,71 @@ impl WriteGate {
         &self.shards[usize::from(id.as_bytes()[0]) % SHARDS]
     }
 
+    /// Drops the session's queue if only the map and `queue` (the caller's
+    /// handle) hold it: no writer is waiting.
+    fn release(&self, id: &SessionId, queue: &Queue) {
+        let mut turns = self
+            .shard(id)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if Arc::strong_count(queue) == 2 {
+            turns.remove(id);
+        }
+    }
+
+    fn queue(&self, id: SessionId) -> Queue {
+        let mut turns = self
+            .shard(&id)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(turns.entry(id).or_default())
+    }
+
     /// Waits for this session's turn.
     pub(crate) async fn enter(&self, id: SessionId) -> Turn<'_> {
-        let queue = {
-            let mut turns = self
-                .shard(&id)
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            Arc::clone(turns.entry(id).or_default())
-        };
-        let guard = Arc::clone(&queue).lock_owned().await;
+        let queue = self.queue(id);
+        let guard = Arc::clone(&queue.turn).lock_owned().await;
         Turn {
             gate: self,
             id,
             queue,
             guard: Some(guard),
         }
+    }
+
+    /// Leaves a change in the session's queue and waits until either another
+    /// writer committed it or this writer has the turn to commit the queue.
+    pub(crate) async fn join(&self, id: SessionId, base: Record, change: Change) -> Joined<'_> {
+        let queue = self.queue(id);
+        let (answer, mut own) = oneshot::channel();
+        lock(&queue.waiting).push(Deposit {
+            base,
+            change,
+            answer,
+        });
+        let guard = tokio::select! {
+            // A leader answers before it hands the turn on, so when both are
+            // ready the answer is the one to take.
+            biased;
+            answered = &mut own => {
+                self.release(&id, &queue);
+                return Joined::Answered(answered.unwrap_or_else(|_| abandoned()));
+            }
+            guard = Arc::clone(&queue.turn).lock_owned() => guard,
+        };
+        let group = std::mem::take(&mut *lock(&queue.waiting));
+        let turn = Turn {
+            gate: self,
+            id,
+            queue,
+            guard: Some(guard),
+        };
+        if group.is_empty() {
+            // A leader took this change and answered it as it let go.
+            drop(turn);
+            return Joined::Answered(own.await.unwrap_or_else(|_| abandoned()));
+        }
+        Joined::Lead { turn, group, own }
     }
 
     #[cfg(test)]
@@ -102,18 +203,23 @@ impl Turn<'_> {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The answer of a change whose committing request was cancelled (by its
+/// deadline) mid-way: whether it landed is unknown.
+fn abandoned() -> GroupAnswer {
+    GroupAnswer::Failed(Error::Store(latchkey_core::StoreError::backend(
+        "write group",
+        std::io::Error::other("the request committing this change was cancelled"),
+    )))
+}
+
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
         self.guard.take();
-        let mut turns = self
-            .gate
-            .shard(&self.id)
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // Only the map and this turn hold the queue: no writer is waiting.
-        if Arc::strong_count(&self.queue) == 2 {
-            turns.remove(&self.id);
-        }
+        self.gate.release(&self.id, &self.queue);
     }
 }
 
