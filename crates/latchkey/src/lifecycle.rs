@@ -168,6 +168,12 @@ async fn commit_group(
     now: Timestamp,
 ) {
     let mut members: Vec<(Vec<crate::ops::Op>, oneshot::Sender<GroupAnswer>)> = Vec::new();
+    // A change whose request stopped waiting (its deadline passed, and it
+    // answered the store-error status) is left out.
+    let group: Vec<Deposit> = group
+        .into_iter()
+        .filter(|deposit| !deposit.answer.is_closed())
+        .collect();
     // Start from the newest record: the one this process saved last, or the
     // newest a member loaded (its own change already applied to it).
     let newest = group
