@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 
+mod per_thread;
 mod scripts;
 mod store;
 
+pub use self::per_thread::PerThreadConnection;
 pub use self::store::{DEFAULT_COMMAND_TIMEOUT, DEFAULT_PREFIX, RedisStore, RedisStoreBuilder};
 
 /// The `redis` crate this store is built on, for building connections by hand.

@@ -8,7 +8,9 @@ use latchkey_core::{
     Deadlines, DeleteOutcome, Record, RuntimeSlot, SaveOutcome, SessionData, SessionId,
     SessionStore, StoreError, Timestamp,
 };
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManagerConfig};
+
+use crate::per_thread::PerThreadConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::{RedisError, RedisResult, Value};
 
@@ -29,8 +31,10 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// A [`SessionStore`] on Redis.
 ///
 /// Generic over the connection so that any `redis` async connection works; the
-/// default is the auto-reconnecting, multiplexed [`ConnectionManager`], one
-/// connection shared by every worker and pipelined. Cloning is cheap.
+/// default, [`PerThreadConnection`], gives every thread that uses the store
+/// its own auto-reconnecting, multiplexed
+/// [`ConnectionManager`](redis::aio::ConnectionManager), so a worker's
+/// commands never cross threads. Cloning is cheap.
 ///
 /// # Examples
 ///
@@ -48,7 +52,7 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct RedisStore<C = ConnectionManager> {
+pub struct RedisStore<C = PerThreadConnection> {
     conn: C,
     shared: Arc<Shared>,
 }
@@ -125,14 +129,14 @@ impl RedisStoreBuilder {
             .set_response_timeout(Some(self.command_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(backend)?;
+        let conn = PerThreadConnection::new(client, config);
         Ok(RedisStore::from_connection(conn)
             .with_prefix(self.prefix)
             .with_command_timeout(self.command_timeout))
     }
 }
 
-impl RedisStore<ConnectionManager> {
+impl RedisStore<PerThreadConnection> {
     /// Configures a store on a `redis://` (or, with TLS, `rediss://`) URL.
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
         RedisStoreBuilder {

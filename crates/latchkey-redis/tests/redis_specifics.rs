@@ -430,3 +430,34 @@ fn the_owner_index_follows_writes_and_is_pruned_only_of_absent_sessions() {
         );
     });
 }
+
+/// Each thread that uses the store's default connection gets a connection of
+/// its own, on its own runtime: a worker's commands never hop to the thread
+/// that built the store.
+#[test]
+fn each_thread_gets_its_own_connection() {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let conn = latchkey_redis::PerThreadConnection::new(
+        client,
+        redis::aio::ConnectionManagerConfig::new(),
+    );
+    let ping = |conn: latchkey_redis::PerThreadConnection| {
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let mut conn = conn;
+                let pong: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+                assert_eq!(pong, "PONG");
+            });
+        })
+    };
+    ping(conn.clone()).join().unwrap();
+    ping(conn.clone()).join().unwrap();
+    assert!(
+        format!("{conn:?}").contains("threads: 2"),
+        "two threads, two connections: {conn:?}"
+    );
+}
