@@ -272,8 +272,19 @@ fn run_workload(
         run_wrk(LOAD_CORE, &url, &script, CONNECTIONS, settings.warmup)?;
     }
     let commands_before = redis_commands(kind, backends);
+    let redis = kind.uses_redis().then(|| redis_pid(backends)).flatten();
+    let cpu_before = (cpu_ticks(server.child.id()), redis.and_then(cpu_ticks));
     let outcome: Outcome = run_wrk(LOAD_CORE, &url, &script, CONNECTIONS, settings.duration)?;
+    let cpu_after = (cpu_ticks(server.child.id()), redis.and_then(cpu_ticks));
     let commands_after = redis_commands(kind, backends);
+    let per_request = |before: Option<u64>, after: Option<u64>| match (before, after) {
+        (Some(before), Some(after)) if outcome.requests > 0 => {
+            Some(after.saturating_sub(before) as f64 * MICROS_PER_TICK / outcome.requests as f64)
+        }
+        _ => None,
+    };
+    let app_cpu_us = per_request(cpu_before.0, cpu_after.0);
+    let store_cpu_us = per_request(cpu_before.1, cpu_after.1);
     let commands = match (commands_before, commands_after) {
         (Some(before), Some(after)) if outcome.requests > 0 => {
             Some((after.saturating_sub(before)) as f64 / outcome.requests as f64)
@@ -290,6 +301,8 @@ fn run_workload(
         outcome,
         commands_per_request: commands,
         final_count,
+        app_cpu_us,
+        store_cpu_us,
     })
 }
 
@@ -347,6 +360,28 @@ fn redis_info(backends: &Backends, section: &str) -> Option<String> {
         .output()
         .ok()?;
     Some(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Linux accounts process CPU time in ticks of 10 ms (`CLK_TCK` = 100).
+const MICROS_PER_TICK: f64 = 10_000.0;
+
+/// A process's user plus system CPU time so far, in ticks, from `/proc`.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The private Redis server's process id.
+fn redis_pid(backends: &Backends) -> Option<u32> {
+    redis_info(backends, "server")?
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("process_id:"))
+        .and_then(|pid| pid.parse().ok())
 }
 
 fn redis_commands(kind: Kind, backends: &Backends) -> Option<u64> {

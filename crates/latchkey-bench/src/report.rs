@@ -58,6 +58,10 @@ pub struct Run {
     pub commands_per_request: Option<f64>,
     /// The hot counter's value afterwards.
     pub final_count: Option<u64>,
+    /// CPU time of the server process per request, in microseconds.
+    pub app_cpu_us: Option<f64>,
+    /// CPU time of the Redis server per request, in microseconds (Redis kinds).
+    pub store_cpu_us: Option<f64>,
 }
 
 /// Everything a benchmark run measured.
@@ -391,6 +395,33 @@ pub fn render(settings: &Settings, m: &Measurements, command: &str, elapsed: Dur
             cell((!values.is_empty()).then(|| median(values)), 2)
         })
         .collect();
+        let _ = writeln!(out, "| {kind} | {} |", cells.join(" | "));
+    }
+
+    let _ = writeln!(
+        out,
+        "\n### CPU per request: application / Redis, in µs (from `/proc/<pid>/stat`)\n"
+    );
+    let _ = writeln!(out, "| server | anon | new | read | counter | hot |");
+    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: |");
+    for kind in Kind::ALL {
+        let cells: Vec<String> = Workload::ALL
+            .iter()
+            .map(|w| {
+                let runs = m.runs(kind, *w);
+                let app: Vec<f64> = runs.iter().filter_map(|r| r.app_cpu_us).collect();
+                let store: Vec<f64> = runs.iter().filter_map(|r| r.store_cpu_us).collect();
+                let app = cell((!app.is_empty()).then(|| median(app)), 1);
+                if store.is_empty() {
+                    app
+                } else {
+                    format!("{app} / {}", cell(Some(median(store)), 1))
+                }
+            })
+            .collect();
+        if cells.iter().all(|c| c.starts_with('—')) {
+            continue;
+        }
         let _ = writeln!(out, "| {kind} | {} |", cells.join(" | "));
     }
 
