@@ -415,6 +415,11 @@ impl PostgresStore {
                 );
             }
             tx.commit().await?;
+            // A connection's socket is served by the runtime that made it, and
+            // `migrate` usually runs on the main thread at start-up: a pooled
+            // connection from here would carry the workers' statements through
+            // the main thread. Discard it; workers make their own.
+            drop(Object::take(client));
             Ok::<_, Failure>(())
         };
         // Migrations may wait on another instance's lock: allow more than one
