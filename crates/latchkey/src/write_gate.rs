@@ -141,23 +141,41 @@ impl WriteGate {
     /// Leaves a change in the session's queue and waits until either another
     /// writer committed it or this writer has the turn to commit the queue.
     pub(crate) async fn join(&self, id: SessionId, base: Record, change: Change) -> Joined<'_> {
-        let queue = self.queue(id);
-        let (answer, mut own) = oneshot::channel();
-        lock(&queue.waiting).push(Deposit {
+        let (answer, own) = oneshot::channel();
+        // Holds the only handle on the queue while this change waits, so that
+        // a cancelled request (its deadline) can clean up after itself.
+        let mut waiting = Waiting {
+            gate: self,
+            id,
+            queue: self.queue(id),
+            own: Some(own),
+        };
+        lock(&waiting.queue.waiting).push(Deposit {
             base,
             change,
             answer,
         });
-        let guard = tokio::select! {
-            // A leader answers before it hands the turn on, so when both are
-            // ready the answer is the one to take.
-            biased;
-            answered = &mut own => {
-                self.release(&id, &queue);
-                return Joined::Answered(answered.unwrap_or_else(|_| abandoned()));
+        let turn = Arc::clone(&waiting.queue.turn);
+        let guard = {
+            let Some(own) = waiting.own.as_mut() else {
+                return Joined::Answered(abandoned());
+            };
+            tokio::select! {
+                // A leader answers before it hands the turn on, so when both
+                // are ready the answer is the one to take.
+                biased;
+                answered = own => {
+                    waiting.own = None;
+                    return Joined::Answered(answered.unwrap_or_else(|_| abandoned()));
+                }
+                guard = turn.lock_owned() => guard,
             }
-            guard = Arc::clone(&queue.turn).lock_owned() => guard,
         };
+        let Some(own) = waiting.own.take() else {
+            return Joined::Answered(abandoned());
+        };
+        let queue = Arc::clone(&waiting.queue);
+        drop(waiting);
         let group = std::mem::take(&mut *lock(&queue.waiting));
         let turn = Turn {
             gate: self,
@@ -200,6 +218,27 @@ impl Turn<'_> {
         if let Some(guard) = self.guard.as_mut() {
             **guard = None;
         }
+    }
+}
+
+/// A change waiting in its session's queue. If its request is cancelled while
+/// it waits, the change is taken out of the queue (no later leader commits it)
+/// and the queue is dropped if nobody else uses it.
+struct Waiting<'a> {
+    gate: &'a WriteGate,
+    id: SessionId,
+    queue: Queue,
+    own: Option<oneshot::Receiver<GroupAnswer>>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.own.take().is_some() {
+            // Cancelled while waiting. The receiver is gone now, so this
+            // change's sender reports closed and no leader will commit it.
+            lock(&self.queue.waiting).retain(|deposit| !deposit.answer.is_closed());
+        }
+        self.gate.release(&self.id, &self.queue);
     }
 }
 
@@ -266,6 +305,38 @@ mod tests {
             0,
             "no queue is kept for an idle session"
         );
+    }
+
+    #[tokio::test]
+    async fn a_change_whose_request_gave_up_waiting_is_never_committed() {
+        let gate = WriteGate::new();
+        let id = SessionId::from_bytes([3; 32]);
+        let now = latchkey_core::Timestamp::now();
+        let deadlines = latchkey_core::Deadlines::starting_at(
+            now,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
+        let change = || Change {
+            data: latchkey_core::SessionData::new(),
+            owner: None,
+            ops: Vec::new(),
+        };
+        let holder = gate.enter(id).await;
+        // A writer queues behind the holder, then its deadline passes.
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(20),
+            gate.join(id, Record::new(now, deadlines), change()),
+        )
+        .await;
+        assert!(gave_up.is_err(), "the writer was still waiting");
+        drop(holder);
+        // The next writer leads a group holding only its own change.
+        match gate.join(id, Record::new(now, deadlines), change()).await {
+            Joined::Lead { group, .. } => assert_eq!(group.len(), 1),
+            Joined::Answered(_) => panic!("nobody else could answer"),
+        }
+        assert_eq!(gate.queued_sessions(), 0, "and no queue is left behind");
     }
 
     #[tokio::test]
