@@ -382,8 +382,11 @@ impl PostgresStore {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let (schema, table) = (&self.shared.schema, &self.shared.table);
         let attempt = async {
-            let mut client = self.pool.get().await?;
-            let tx = client.transaction().await?;
+            let mut client = Detached(Some(self.pool.get().await?));
+            let Some(connection) = client.0.as_mut() else {
+                return Err(Failure::Store(StoreError::corrupt("no connection")));
+            };
+            let tx = connection.transaction().await?;
             tx.execute(
                 "SELECT pg_advisory_xact_lock($1)",
                 &[&lock_key(schema, table)],
@@ -415,11 +418,7 @@ impl PostgresStore {
                 );
             }
             tx.commit().await?;
-            // A connection's socket is served by the runtime that made it, and
-            // `migrate` usually runs on the main thread at start-up: a pooled
-            // connection from here would carry the workers' statements through
-            // the main thread. Discard it; workers make their own.
-            drop(Object::take(client));
+            drop(client);
             Ok::<_, Failure>(())
         };
         // Migrations may wait on another instance's lock: allow more than one
@@ -515,6 +514,20 @@ impl PostgresStore {
             }
             // Let other work at the table between batches.
             tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// A connection taken out of the pool for good when dropped, whatever the exit.
+/// A connection's socket is served by the runtime that made it, and `migrate`
+/// usually runs on the main thread at start-up: pooled, a connection from there
+/// would carry the workers' statements through the main thread.
+struct Detached(Option<Object>);
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            drop(Object::take(object));
         }
     }
 }

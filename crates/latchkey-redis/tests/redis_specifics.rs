@@ -443,21 +443,29 @@ fn each_thread_gets_its_own_connection() {
     );
     let ping = |conn: latchkey_redis::PerThreadConnection| {
         std::thread::spawn(move || {
+            assert!(!conn.connected_here(), "a new thread has no connection yet");
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
-            runtime.block_on(async move {
-                let mut conn = conn;
-                let pong: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+            runtime.block_on(async {
+                let mut here = conn.clone();
+                let pong: String = redis::cmd("PING").query_async(&mut here).await.unwrap();
                 assert_eq!(pong, "PONG");
             });
+            conn.connected_here()
         })
     };
-    ping(conn.clone()).join().unwrap();
-    ping(conn.clone()).join().unwrap();
     assert!(
-        format!("{conn:?}").contains("threads: 2"),
-        "two threads, two connections: {conn:?}"
+        ping(conn.clone()).join().unwrap(),
+        "the thread made its own"
+    );
+    assert!(
+        ping(conn.clone()).join().unwrap(),
+        "and so did the next one"
+    );
+    assert!(
+        !conn.connected_here(),
+        "none was made on the thread that built it"
     );
 }

@@ -262,8 +262,11 @@ async fn save_group(
     now: Timestamp,
 ) -> Result<Option<Deadlines>, Error> {
     for attempt in 0..=config.max_conflict_retries {
+        // A member whose request stopped waiting (its deadline passed) is left
+        // out of every save from then on: it answered an error already.
+        members.retain(|(_, answer)| !answer.is_closed());
         if members.is_empty() {
-            // Every change was refused: nothing to write.
+            // Every change was refused or given up on: nothing to write.
             return Ok(None);
         }
         record.deadlines = saved_deadlines(record.deadlines, config, now);

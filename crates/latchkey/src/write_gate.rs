@@ -128,8 +128,16 @@ impl WriteGate {
 
     /// Waits for this session's turn.
     pub(crate) async fn enter(&self, id: SessionId) -> Turn<'_> {
-        let queue = self.queue(id);
-        let guard = Arc::clone(&queue.turn).lock_owned().await;
+        // Drops the queue again if this request is cancelled while it waits.
+        let waiting = Waiting {
+            gate: self,
+            id,
+            queue: self.queue(id),
+            own: None,
+        };
+        let guard = Arc::clone(&waiting.queue.turn).lock_owned().await;
+        let queue = Arc::clone(&waiting.queue);
+        drop(waiting);
         Turn {
             gate: self,
             id,
