@@ -107,8 +107,10 @@ step "doctests"
 cargo test --workspace --all-features --doc
 
 step "benchmark, quick mode (checks that it runs and that latchkey loses no update; timings are not judged)"
-cargo run -q -p latchkey-bench -- --quick > target/bench-quick.md
-echo "quick benchmark passed; its tables are in target/bench-quick.md"
+bench_report="${CARGO_TARGET_DIR:-target}/bench-quick.md"
+mkdir -p "$(dirname "$bench_report")"
+cargo run -q -p latchkey-bench -- --quick > "$bench_report"
+echo "quick benchmark passed; its tables are in $bench_report"
 
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
