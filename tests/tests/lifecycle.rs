@@ -87,6 +87,18 @@ fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
+async fn service(
+    middleware: SessionMiddleware,
+) -> impl actix_web::dev::Service<
+    actix_http::Request,
+    Response = actix_web::dev::ServiceResponse<
+        actix_web::body::EitherBody<actix_web::body::BoxBody>,
+    >,
+    Error = actix_web::Error,
+> {
+    test::init_service(App::new().wrap(middleware).configure(routes)).await
+}
+
 async fn record_of(store: &AnyStore, cookie: &Cookie<'static>, key: &Key) -> Option<Record> {
     store.load(&token_of(cookie, key).id()).await.unwrap()
 }
@@ -95,12 +107,7 @@ async fn record_of(store: &AnyStore, cookie: &Cookie<'static>, key: &Key) -> Opt
 async fn renewal_keeps_the_creation_time_and_absolute_deadline() {
     for (backend, store) in all_backends().await {
         let key = Key::generate();
-        let app = test::init_service(
-            App::new()
-                .wrap(builder(store.clone(), &key).build().unwrap())
-                .configure(routes),
-        )
-        .await;
+        let app = service(builder(store.clone(), &key).build().unwrap()).await;
         let first = session_cookie(&post(&app, "/login/ann", None).await).unwrap();
         let before = record_of(&store, &first, &key).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -177,32 +184,23 @@ async fn sessions_in_use_do_not_expire_under_either_extension_policy() {
     for policy in [IdleExtension::OnEveryRequest, IdleExtension::OnChange] {
         for (backend, store) in all_backends().await {
             let key = Key::generate();
-            let app = test::init_service(
-                App::new()
-                    .wrap(
-                        builder(store, &key)
-                            .idle_timeout(Duration::from_millis(1500))
-                            .idle_extension(policy)
-                            .idle_extension_interval(Duration::from_millis(300))
-                            .build()
-                            .unwrap(),
-                    )
-                    .configure(routes),
+            let app = service(
+                builder(store, &key)
+                    .idle_timeout(Duration::from_millis(1500))
+                    .idle_extension(policy)
+                    .idle_extension_interval(Duration::from_millis(300))
+                    .build()
+                    .unwrap(),
             )
             .await;
             let cookie = session_cookie(&post(&app, "/count", None).await).unwrap();
             for _ in 0..6 {
                 tokio::time::sleep(Duration::from_millis(400)).await;
                 // Reads keep it alive only where reads extend; writes always do.
-                let path = if policy == IdleExtension::OnChange {
-                    "/count"
+                let res = if policy == IdleExtension::OnChange {
+                    post(&app, "/count", Some(&cookie)).await
                 } else {
-                    "/read"
-                };
-                let res = if path == "/count" {
-                    post(&app, path, Some(&cookie)).await
-                } else {
-                    get(&app, path, Some(&cookie)).await
+                    get(&app, "/read", Some(&cookie)).await
                 };
                 assert_eq!(res.status(), StatusCode::OK);
             }
@@ -219,16 +217,12 @@ async fn sessions_in_use_do_not_expire_under_either_extension_policy() {
 #[actix_web::test]
 async fn never_extending_expires_a_session_in_use() {
     let key = Key::generate();
-    let app = test::init_service(
-        App::new()
-            .wrap(
-                builder(latchkey::memory::MemoryStore::new(), &key)
-                    .idle_timeout(Duration::from_millis(600))
-                    .idle_extension(IdleExtension::Never)
-                    .build()
-                    .unwrap(),
-            )
-            .configure(routes),
+    let app = service(
+        builder(latchkey::memory::MemoryStore::new(), &key)
+            .idle_timeout(Duration::from_millis(600))
+            .idle_extension(IdleExtension::Never)
+            .build()
+            .unwrap(),
     )
     .await;
     let cookie = session_cookie(&post(&app, "/count", None).await).unwrap();
@@ -282,12 +276,7 @@ async fn changes_that_change_nothing_write_nothing() {
     let key = Key::generate();
     let store = CountingStore::new(latchkey::memory::MemoryStore::new());
     let calls = Arc::clone(&store.calls);
-    let app = test::init_service(
-        App::new()
-            .wrap(builder(store, &key).build().unwrap())
-            .configure(routes),
-    )
-    .await;
+    let app = service(builder(store, &key).build().unwrap()).await;
     let cookie = session_cookie(&post(&app, "/login/ann", None).await).unwrap();
     let before = calls.snapshot();
     let res = post(&app, "/no-ops", Some(&cookie)).await;
@@ -414,18 +403,14 @@ impl SessionStore for SlowSaves {
 #[actix_web::test]
 async fn one_deadline_bounds_a_requests_session_work_including_its_turn() {
     let key = Key::generate();
-    let app = test::init_service(
-        App::new()
-            .wrap(
-                builder(
-                    SlowSaves(latchkey::memory::MemoryStore::new(), Slowness::Stall),
-                    &key,
-                )
-                .session_deadline(Duration::from_millis(300))
-                .build()
-                .unwrap(),
-            )
-            .configure(routes),
+    let app = service(
+        builder(
+            SlowSaves(latchkey::memory::MemoryStore::new(), Slowness::Stall),
+            &key,
+        )
+        .session_deadline(Duration::from_millis(300))
+        .build()
+        .unwrap(),
     )
     .await;
     let cookie = session_cookie(&post(&app, "/count", None).await).unwrap();
@@ -495,15 +480,11 @@ async fn remaining_time_is_read_without_extending() {
     let key = Key::generate();
     let store = CountingStore::new(latchkey::memory::MemoryStore::new());
     let calls = Arc::clone(&store.calls);
-    let app = test::init_service(
-        App::new()
-            .wrap(
-                builder(store, &key)
-                    .idle_timeout(Duration::from_secs(600))
-                    .build()
-                    .unwrap(),
-            )
-            .configure(routes),
+    let app = service(
+        builder(store, &key)
+            .idle_timeout(Duration::from_secs(600))
+            .build()
+            .unwrap(),
     )
     .await;
     let cookie = session_cookie(&post(&app, "/count", None).await).unwrap();
@@ -553,12 +534,7 @@ async fn queued_writers_of_one_session_commit_together() {
         let counting = CountingStore::new(store);
         let calls = Arc::clone(&counting.calls);
         let key = Key::generate();
-        let app = test::init_service(
-            App::new()
-                .wrap(builder(counting, &key).build().unwrap())
-                .configure(routes),
-        )
-        .await;
+        let app = service(builder(counting, &key).build().unwrap()).await;
         let cookie = session_cookie(&post(&app, "/count", None).await).unwrap();
         let before = calls.snapshot();
         let requests = (0..32).map(|_| post(&app, "/count", Some(&cookie)));

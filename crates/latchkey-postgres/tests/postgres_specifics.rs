@@ -26,6 +26,18 @@ async fn admin() -> tokio_postgres::Client {
     client
 }
 
+/// Terminates every backend of the application `name`, returning how many.
+async fn terminate(admin: &tokio_postgres::Client, name: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 fn store_in(schema: &str) -> PostgresStore {
     PostgresStore::builder(database_url())
         .schema(schema)
@@ -212,14 +224,7 @@ fn terminated_connections_are_replaced_and_the_next_request_succeeds() {
         futures_util::future::join_all((0..4).map(|_| store.load(&id))).await;
 
         let admin = admin().await;
-        let terminated: i64 = admin
-            .query_one(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
-                &[&application],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let terminated = terminate(&admin, &application).await;
         assert!(terminated >= 1, "the store had connections to terminate");
         tokio::time::sleep(Duration::from_millis(100)).await;
 
@@ -240,15 +245,7 @@ fn terminated_connections_are_replaced_and_the_next_request_succeeds() {
         // A write, which is never sent twice, still gets a live connection when
         // the pooled ones died before it was sent.
         futures_util::future::join_all((0..4).map(|_| store.load(&id))).await;
-        let terminated: i64 = admin
-            .query_one(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
-                &[&application],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert!(terminated >= 1);
+        assert!(terminate(&admin, &application).await >= 1);
         tokio::time::sleep(Duration::from_millis(100)).await;
         let current = rec.version + 1;
         assert!(matches!(
