@@ -378,3 +378,17 @@ fn delete_by_owner_finds_a_session_renewed_while_it_ran() {
         assert!(store.load(&successor).await.unwrap().is_none());
     });
 }
+
+/// `migrate` takes the connection it used out of the pool, on success as on
+/// failure: a connection made on the start-up thread would otherwise serve the
+/// workers' statements from that thread.
+#[test]
+fn migrate_leaves_no_connection_in_the_pool() {
+    block_on(async {
+        let store = store_in(&unique_name("migrate_pool"));
+        store.migrate().await.unwrap();
+        assert_eq!(store.pool().status().size, 0, "after a migration");
+        store.migrate().await.unwrap();
+        assert_eq!(store.pool().status().size, 0, "after a second one");
+    });
+}
