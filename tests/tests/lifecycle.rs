@@ -215,6 +215,42 @@ async fn sessions_in_use_do_not_expire_under_either_extension_policy() {
 }
 
 #[actix_web::test]
+async fn saves_move_the_idle_deadline_at_most_once_per_interval() {
+    for policy in [IdleExtension::OnEveryRequest, IdleExtension::OnChange] {
+        for (backend, store) in all_backends().await {
+            let key = Key::generate();
+            let app = service(
+                builder(store.clone(), &key)
+                    .idle_timeout(Duration::from_secs(60))
+                    .idle_extension(policy)
+                    .idle_extension_interval(Duration::from_millis(300))
+                    .build()
+                    .unwrap(),
+            )
+            .await;
+            let cookie = session_cookie(&post(&app, "/count", None).await).unwrap();
+            let created = record_of(&store, &cookie, &key).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            post(&app, "/count", Some(&cookie)).await;
+            let soon = record_of(&store, &cookie, &key).await.unwrap();
+            assert_eq!(soon.data.get("n"), Some(&2.into()), "{backend} {policy:?}");
+            assert_eq!(
+                soon.deadlines, created.deadlines,
+                "{backend} {policy:?}: a save inside the interval keeps the stored deadlines"
+            );
+            tokio::time::sleep(Duration::from_millis(350)).await;
+            post(&app, "/count", Some(&cookie)).await;
+            let later = record_of(&store, &cookie, &key).await.unwrap();
+            assert!(
+                later.deadlines.idle > created.deadlines.idle,
+                "{backend} {policy:?}: a save after the interval moves the idle deadline"
+            );
+            assert_eq!(later.deadlines.absolute, created.deadlines.absolute);
+        }
+    }
+}
+
+#[actix_web::test]
 async fn never_extending_expires_a_session_in_use() {
     let key = Key::generate();
     let app = service(

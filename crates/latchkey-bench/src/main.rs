@@ -273,9 +273,16 @@ fn run_workload(
     }
     let commands_before = redis_commands(kind, backends);
     let redis = kind.uses_redis().then(|| redis_pid(backends)).flatten();
-    let cpu_before = (cpu_ticks(server.child.id()), redis.and_then(cpu_ticks));
+    let store_ticks = || {
+        if kind.uses_postgres() {
+            postgres_cpu_ticks()
+        } else {
+            redis.and_then(cpu_ticks)
+        }
+    };
+    let cpu_before = (cpu_ticks(server.child.id()), store_ticks());
     let outcome: Outcome = run_wrk(LOAD_CORE, &url, &script, CONNECTIONS, settings.duration)?;
-    let cpu_after = (cpu_ticks(server.child.id()), redis.and_then(cpu_ticks));
+    let cpu_after = (cpu_ticks(server.child.id()), store_ticks());
     let commands_after = redis_commands(kind, backends);
     let per_request = |before: Option<u64>, after: Option<u64>| match (before, after) {
         (Some(before), Some(after)) if outcome.requests > 0 => {
@@ -374,6 +381,24 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// The CPU time so far of every PostgreSQL server process (backends, WAL
+/// writer, checkpointer, autovacuum), in ticks. The benchmark is the only
+/// client while it runs, so their growth is the store's cost of its load.
+fn postgres_cpu_ticks() -> Option<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let is_postgres = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|comm| comm.trim_end() == "postgres");
+        if is_postgres {
+            total += cpu_ticks(pid).unwrap_or(0);
+        }
+    }
+    Some(total)
 }
 
 /// The private Redis server's process id.

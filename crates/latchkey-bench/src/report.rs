@@ -60,7 +60,8 @@ pub struct Run {
     pub final_count: Option<u64>,
     /// CPU time of the server process per request, in microseconds.
     pub app_cpu_us: Option<f64>,
-    /// CPU time of the Redis server per request, in microseconds (Redis kinds).
+    /// CPU time of the store's server per request, in microseconds: the Redis
+    /// server, or every PostgreSQL process.
     pub store_cpu_us: Option<f64>,
 }
 
@@ -400,7 +401,7 @@ pub fn render(settings: &Settings, m: &Measurements, command: &str, elapsed: Dur
 
     let _ = writeln!(
         out,
-        "\n### CPU per request: application / Redis, in µs (from `/proc/<pid>/stat`)\n"
+        "\n### CPU per request: application / store (Redis, or all PostgreSQL processes), in µs (from `/proc/<pid>/stat`)\n"
     );
     let _ = writeln!(out, "| server | anon | new | read | counter | hot |");
     let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: |");

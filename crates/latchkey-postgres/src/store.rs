@@ -12,6 +12,7 @@ use latchkey_core::{
     Deadlines, DeleteOutcome, Record, RuntimeSlot, SaveOutcome, SessionData, SessionId,
     SessionStore, StoreError, Timestamp,
 };
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
 use tokio_postgres::{NoTls, Row};
 
@@ -570,13 +571,27 @@ impl SessionStore for PostgresStore {
         let inserted = self
             .run_once(|client| async move {
                 let stmt = client.prepare_cached(&self.shared.sql.create).await?;
-                Ok(client
-                    .query_opt(
-                        &stmt,
-                        &[&key, data, &owner, &created, &idle, &absolute, &now],
-                    )
-                    .await?
-                    .is_some())
+                let insert = client
+                    .execute(&stmt, &[&key, data, &owner, &created, &idle, &absolute])
+                    .await;
+                match insert {
+                    Ok(_) => Ok(true),
+                    // The server refused the row, so nothing was written: an
+                    // expired row under the id may be taken over.
+                    Err(err) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                        let stmt = client
+                            .prepare_cached(&self.shared.sql.replace_expired)
+                            .await?;
+                        let replaced = client
+                            .execute(
+                                &stmt,
+                                &[&key, data, &owner, &created, &idle, &absolute, &now],
+                            )
+                            .await?;
+                        Ok(replaced == 1)
+                    }
+                    Err(err) => Err(err.into()),
+                }
             })
             .await?;
         if inserted {
@@ -601,26 +616,30 @@ impl SessionStore for PostgresStore {
             system_time(record.deadlines.absolute),
         );
         let now = system_time(Timestamp::now());
-        let row = self
-            .run_once(|client| async move {
-                let stmt = client.prepare_cached(&self.shared.sql.save).await?;
-                Ok(client
-                    .query_one(
-                        &stmt,
-                        &[&key, &expected, data, &owner, &idle, &absolute, &now],
-                    )
-                    .await?)
-            })
-            .await?;
-        let saved: Option<i64> = row.try_get(0).map_err(StoreError::corrupt)?;
-        let current: Option<i64> = row.try_get(1).map_err(StoreError::corrupt)?;
-        Ok(match (saved, current) {
-            (Some(version), _) => {
-                SaveOutcome::Saved(u64::try_from(version).map_err(StoreError::corrupt)?)
+        self.run_once(|client| async move {
+            let stmt = client.prepare_cached(&self.shared.sql.save).await?;
+            let saved = client
+                .query_opt(
+                    &stmt,
+                    &[&key, &expected, data, &owner, &idle, &absolute, &now],
+                )
+                .await?;
+            if let Some(row) = saved {
+                let version: i64 = row.try_get(0).map_err(StoreError::corrupt)?;
+                return Ok(SaveOutcome::Saved(
+                    u64::try_from(version).map_err(StoreError::corrupt)?,
+                ));
             }
-            (None, Some(_)) => SaveOutcome::Conflict,
-            (None, None) => SaveOutcome::Missing,
+            // Nothing written. A row live now was at another version; one
+            // deleted since the update is missing, as if the save came after
+            // the delete; a row gone or expired at the update stays so.
+            let stmt = client.prepare_cached(&self.shared.sql.is_live).await?;
+            Ok(match client.query_opt(&stmt, &[&key, &now]).await? {
+                Some(_) => SaveOutcome::Conflict,
+                None => SaveOutcome::Missing,
+            })
         })
+        .await
     }
 
     async fn touch(&self, id: &SessionId, deadlines: Deadlines) -> Result<bool, StoreError> {

@@ -392,3 +392,59 @@ fn migrate_leaves_no_connection_in_the_pool() {
         assert_eq!(store.pool().status().size, 0, "after a second one");
     });
 }
+
+#[test]
+fn saves_that_keep_the_deadlines_update_the_row_in_place() {
+    block_on(async {
+        let schema = unique_name("hot");
+        let store = store_in(&schema);
+        store.migrate().await.unwrap();
+        let token = SessionToken::generate().unwrap();
+        let mut record = record(Duration::from_secs(600));
+        store.create(&token.id(), &record).await.unwrap();
+        record.version = 1;
+        const SAVES: i64 = 20;
+        for n in 0..SAVES {
+            record.data.insert("n".into(), n.into());
+            match store
+                .save(&token.id(), &record, record.version)
+                .await
+                .unwrap()
+            {
+                latchkey_core::SaveOutcome::Saved(version) => record.version = version,
+                other => panic!("save {n}: {other:?}"),
+            }
+        }
+        // A backend's statistics reach the shared view when it exits (or
+        // some seconds after it goes idle): close the pool's connections.
+        drop(store);
+        let client = admin().await;
+        let started = Instant::now();
+        let (updated, in_place) = loop {
+            let row = client
+                .query_one(
+                    "SELECT coalesce(sum(n_tup_upd), 0)::bigint, coalesce(sum(n_tup_hot_upd), 0)::bigint \
+                     FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'latchkey_sessions'",
+                    &[&schema],
+                )
+                .await
+                .unwrap();
+            let (updated, in_place): (i64, i64) = (row.get(0), row.get(1));
+            if updated >= SAVES || started.elapsed() > Duration::from_secs(20) {
+                break (updated, in_place);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(updated, SAVES, "every save is one UPDATE");
+        // A page with room takes the new row version beside the old one; an
+        // index column written would make none of them heap-only.
+        assert!(
+            in_place * 2 >= updated,
+            "{in_place} of {updated} saves were heap-only updates"
+        );
+        client
+            .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .await
+            .unwrap();
+    });
+}

@@ -63,18 +63,18 @@ pub enum CookieLifetime {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum IdleExtension {
-    /// Every request that takes the session moves the deadline: one that
-    /// changes the session as part of its save, one that only reads it with a
-    /// store touch at most once per
+    /// Every request that takes the session moves the deadline, at most once per
     /// [extension interval](SessionMiddlewareBuilder::idle_extension_interval)
-    /// (and once more when the deadline can reach the absolute one). The
+    /// (and once more when the deadline can reach the absolute one): one that
+    /// changes the session as part of its save, one that only reads it with a
+    /// store touch. The
     /// default: a session used at least once per `idle_timeout − interval`
     /// lives until its absolute deadline. actix-session's `OnEveryRequest`;
     /// express-session's default store touch.
     #[default]
     OnEveryRequest,
-    /// Only requests that change the session move the deadline; reads never
-    /// write. actix-session's `OnStateChanges`; express-session with
+    /// Only requests that change the session move the deadline, as part of
+    /// their save and at most once per extension interval; reads never write. actix-session's `OnStateChanges`; express-session with
     /// `disableTouch: true`.
     OnChange,
     /// The idle deadline is set when the session is created and never moves: the
@@ -210,12 +210,11 @@ pub enum ConfigError {
         /// The longest accepted.
         max: Duration,
     },
-    /// Under [`IdleExtension::OnEveryRequest`], an extension interval as long as
-    /// the idle timeout never fires: sessions in use would expire. Shorten the
-    /// interval, or choose [`IdleExtension::OnChange`] for "write only when
-    /// the session changes".
+    /// An extension interval as long as the idle timeout never fires: sessions
+    /// in use would expire. Shorten the interval, or choose
+    /// [`IdleExtension::Never`] for an idle deadline fixed at creation.
     #[error(
-        "idle extension interval {interval:?} is not shorter than the idle timeout {idle_timeout:?}, so it never fires; shorten it or use IdleExtension::OnChange"
+        "idle extension interval {interval:?} is not shorter than the idle timeout {idle_timeout:?}, so it never fires; shorten it or use IdleExtension::Never"
     )]
     ExtensionIntervalNeverFires {
         /// The interval given.
@@ -507,15 +506,16 @@ impl SessionMiddlewareBuilder {
         self
     }
 
-    /// Under [`IdleExtension::OnEveryRequest`], how much time must pass between
-    /// two extensions of the idle deadline by requests that only read the
-    /// session (requests that change it move the deadline as part of their
-    /// save). It must be shorter than the idle timeout; `build` refuses one
-    /// that could never fire.
+    /// How far the idle deadline must move before a request moves it: a
+    /// read-only request (under [`IdleExtension::OnEveryRequest`]) touches the
+    /// store at most once per interval, and a save keeps the deadlines it
+    /// loaded until the interval has passed. It must be shorter than the idle
+    /// timeout; `build` refuses one that could never fire.
     ///
     /// Default: a tenth of the idle timeout, so a read-only request costs a store
-    /// write at most once per that interval while the deadline stays within 10%
-    /// of exact.
+    /// write at most once per that interval, and a save rewrites the expiry (on
+    /// PostgreSQL, an indexed column) no more often, while the deadline stays
+    /// within 10% of exact.
     ///
     /// # Examples
     ///
@@ -694,7 +694,7 @@ impl SessionMiddlewareBuilder {
             }
         }
         if let Some(interval) = self.extension_interval
-            && self.idle_extension == IdleExtension::OnEveryRequest
+            && self.idle_extension != IdleExtension::Never
             && interval >= self.idle_timeout
         {
             return Err(ConfigError::ExtensionIntervalNeverFires {
@@ -839,12 +839,25 @@ mod tests {
                 idle_timeout: hour
             }
         );
-        // The interval matters only when reads extend the deadline.
-        assert!(
+        // Saves extend on the same interval, so it must fire under OnChange too.
+        assert_eq!(
             builder()
                 .idle_timeout(hour)
                 .idle_extension_interval(hour)
                 .idle_extension(IdleExtension::OnChange)
+                .build()
+                .unwrap_err(),
+            ConfigError::ExtensionIntervalNeverFires {
+                interval: hour,
+                idle_timeout: hour
+            }
+        );
+        // The interval matters only where something extends the deadline.
+        assert!(
+            builder()
+                .idle_timeout(hour)
+                .idle_extension_interval(hour)
+                .idle_extension(IdleExtension::Never)
                 .build()
                 .is_ok()
         );

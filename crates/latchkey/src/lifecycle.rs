@@ -564,26 +564,33 @@ fn refreshed(loaded: Loaded, deadlines: Deadlines, config: &Config) -> CookieAct
     }
 }
 
-/// Whether a request that changed nothing should move the idle deadline: once
-/// it would move by the extension interval, or, near the end of the session's
-/// life, when it would reach the absolute deadline (moving by less), so that a
-/// session in use lasts its whole lifetime.
+/// Whether a request that changed nothing should move the idle deadline: under
+/// [`IdleExtension::OnEveryRequest`], when [`extension_due`].
 fn touch_due(deadlines: &Deadlines, config: &Config, now: Timestamp) -> bool {
-    if config.idle_extension != IdleExtension::OnEveryRequest {
-        return false;
-    }
-    let extended = deadlines.extended(now, config.idle_timeout);
-    let moved = extended.idle.saturating_since(deadlines.idle);
-    moved >= config.extension_interval
-        || (extended.idle == extended.absolute && extended.idle > deadlines.idle)
+    config.idle_extension == IdleExtension::OnEveryRequest
+        && extension_due(deadlines, config, now).is_some()
 }
 
-/// The deadlines a save writes: the idle one moved unless the policy never
-/// moves it; the absolute one never.
+/// The extended deadlines, once extending would move the idle deadline by the
+/// extension interval, or, near the end of the session's life, when it would
+/// reach the absolute deadline (moving by less), so that a session in use lasts
+/// its whole lifetime. Moving it by less is not worth a store write, nor, on
+/// PostgreSQL, an update of the indexed expiry column.
+fn extension_due(deadlines: &Deadlines, config: &Config, now: Timestamp) -> Option<Deadlines> {
+    let extended = deadlines.extended(now, config.idle_timeout);
+    let moved = extended.idle.saturating_since(deadlines.idle);
+    let due = moved >= config.extension_interval
+        || (extended.idle == extended.absolute && extended.idle > deadlines.idle);
+    due.then_some(extended)
+}
+
+/// The deadlines a save writes: the idle one moved when the policy extends on
+/// changes and the extension is due (so most saves leave the deadlines as
+/// loaded); the absolute one never.
 fn saved_deadlines(deadlines: Deadlines, config: &Config, now: Timestamp) -> Deadlines {
     match config.idle_extension {
         IdleExtension::OnEveryRequest | IdleExtension::OnChange => {
-            deadlines.extended(now, config.idle_timeout)
+            extension_due(&deadlines, config, now).unwrap_or(deadlines)
         }
         IdleExtension::Never => deadlines,
     }
@@ -687,6 +694,38 @@ mod tests {
         assert!(
             !touch_due(&at_end, &config, at(950_000)),
             "nothing left to move"
+        );
+    }
+
+    #[test]
+    fn saves_move_the_idle_deadline_once_per_interval() {
+        let config = config(Duration::from_secs(100), Duration::from_secs(10));
+        let at = Timestamp::from_millis;
+        let loaded = Deadlines {
+            idle: at(100_000),
+            absolute: at(1_000_000),
+        };
+        assert_eq!(
+            saved_deadlines(loaded, &config, at(9_999)),
+            loaded,
+            "a save 9.999 s in keeps the deadlines it loaded"
+        );
+        assert_eq!(
+            saved_deadlines(loaded, &config, at(10_000)),
+            Deadlines {
+                idle: at(110_000),
+                absolute: at(1_000_000),
+            },
+            "a save one interval in moves the idle deadline"
+        );
+        let near_end = Deadlines {
+            idle: at(997_000),
+            absolute: at(1_000_000),
+        };
+        assert_eq!(
+            saved_deadlines(near_end, &config, at(950_000)).idle,
+            at(1_000_000),
+            "near the end a save reaches the absolute deadline"
         );
     }
 
