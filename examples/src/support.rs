@@ -37,66 +37,21 @@ pub async fn store_from_env() -> Result<AnyStore, StartError> {
 
 /// The store named by `spec`: `memory`, a `redis://` / `rediss://` URL, a
 /// Redis Cluster as `redis-cluster://host:port,host:port,…`, or a `postgres://`
-/// URL (its migrations are applied).
-///
-/// A server store is checked with one round trip, so a wrong URL fails at
-/// start-up rather than on the first request.
+/// URL (its migrations are applied); see [`latchkey::store_from_url`].
 ///
 /// # Errors
 ///
 /// When `spec` names a store this build does not know, or its server does not answer.
 pub async fn store_from_spec(spec: &str) -> Result<AnyStore, StartError> {
-    match spec.split_once("://").map_or(spec, |(scheme, _)| scheme) {
-        "memory" | "" => Ok(AnyStore::new(latchkey::memory::MemoryStore::new())),
-        "redis" | "rediss" => {
-            let unreachable = |err: latchkey::StoreError| {
-                StartError(format!(
-                    "LATCHKEY_STORE: Redis at {spec} is not usable: {err} ({:?})",
-                    std::error::Error::source(&err)
-                ))
-            };
-            let store = latchkey::redis::RedisStore::builder(spec)
-                .build()
-                .map_err(unreachable)?;
-            store.ping().await.map_err(unreachable)?;
-            Ok(AnyStore::new(store))
+    latchkey::store_from_url(spec).await.map_err(|err| {
+        let mut message = format!("LATCHKEY_STORE={spec:?}: {err}");
+        let mut cause = std::error::Error::source(&err);
+        while let Some(inner) = cause {
+            message.push_str(&format!(": {inner}"));
+            cause = inner.source();
         }
-        "redis-cluster" => {
-            let nodes: Vec<String> = spec
-                .trim_start_matches("redis-cluster://")
-                .split(',')
-                .map(|node| format!("redis://{node}"))
-                .collect();
-            let store = latchkey::redis::RedisStore::connect_cluster(nodes, Duration::from_secs(1))
-                .await
-                .map_err(|err| {
-                    StartError(format!(
-                        "LATCHKEY_STORE: Redis Cluster at {spec} is not usable: {err}"
-                    ))
-                })?;
-            Ok(AnyStore::new(store))
-        }
-        "postgres" | "postgresql" => {
-            let unusable = |err: &dyn std::fmt::Display| {
-                StartError(format!(
-                    "LATCHKEY_STORE: PostgreSQL at {spec} is not usable: {err}"
-                ))
-            };
-            let store = latchkey::postgres::PostgresStore::builder(spec)
-                .build()
-                .map_err(|e| unusable(&e))?;
-            store.migrate().await.map_err(|e| {
-                let detail = std::error::Error::source(&e)
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
-                unusable(&format!("{e}: {detail}"))
-            })?;
-            Ok(AnyStore::new(store))
-        }
-        other => Err(StartError(format!(
-            "LATCHKEY_STORE={spec:?}: unknown store {other:?}; use `memory`, a redis://, redis-cluster:// or postgres:// URL"
-        ))),
-    }
+        StartError(message)
+    })
 }
 
 /// The cookie key from `LATCHKEY_KEY`, or a fresh one with a warning.

@@ -317,12 +317,14 @@ impl SessionStore for FailingStore {
 
 /// A store whose next load (or save), once armed, runs and then waits to be
 /// released before returning: a call that "began before" whatever the test
-/// does meanwhile.
+/// does meanwhile. A save can instead be held before it is sent: a write
+/// that lands after whatever the test does meanwhile.
 #[derive(Clone, Debug)]
 pub struct PausingStore<S> {
     inner: S,
     armed: Arc<std::sync::atomic::AtomicBool>,
     armed_save: Arc<std::sync::atomic::AtomicBool>,
+    armed_save_before: Arc<std::sync::atomic::AtomicBool>,
     /// Notified when the paused load has read its record.
     pub paused: Arc<tokio::sync::Notify>,
     /// Notify it to let the paused load return.
@@ -336,6 +338,7 @@ impl<S> PausingStore<S> {
             inner,
             armed: Arc::default(),
             armed_save: Arc::default(),
+            armed_save_before: Arc::default(),
             paused: Arc::default(),
             release: Arc::default(),
         }
@@ -349,6 +352,11 @@ impl<S> PausingStore<S> {
     /// Makes the next save pause after it was written.
     pub fn arm_save(&self) {
         self.armed_save.store(true, Ordering::SeqCst);
+    }
+
+    /// Makes the next save pause before it is sent to the store.
+    pub fn arm_save_before(&self) {
+        self.armed_save_before.store(true, Ordering::SeqCst);
     }
 }
 
@@ -372,6 +380,10 @@ impl<S: SessionStore> SessionStore for PausingStore<S> {
         record: &Record,
         expected_version: u64,
     ) -> Result<SaveOutcome, StoreError> {
+        if self.armed_save_before.swap(false, Ordering::SeqCst) {
+            self.paused.notify_one();
+            self.release.notified().await;
+        }
         let saved = self.inner.save(id, record, expected_version).await;
         if self.armed_save.swap(false, Ordering::SeqCst) {
             self.paused.notify_one();

@@ -52,7 +52,7 @@ pub enum DeleteOutcome {
 /// | --- | --- |
 /// | [`load`](Self::load) | the record, or `None` if absent or expired; never an expired record |
 /// | [`create`](Self::create) | insert at version 1; [`StoreError::IdCollision`] if the id is taken by a live session |
-/// | [`save`](Self::save) | compare-and-set on the version, see [`SaveOutcome`] |
+/// | [`save`](Self::save) | compare-and-set on the version, see [`SaveOutcome`]; never moves the stored idle deadline earlier |
 /// | [`touch`](Self::touch) | replace the deadlines without rewriting data or version |
 /// | [`delete`](Self::delete) | remove; deleting an absent session is not an error |
 /// | [`delete_at_version`](Self::delete_at_version) | remove only at the expected version, see [`DeleteOutcome`] |
@@ -95,6 +95,11 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Writes `record` at version `expected_version + 1` if and only if the stored
     /// live record is at `expected_version`, ignoring `record.version`.
+    ///
+    /// The stored idle deadline becomes the later of the stored one and
+    /// `record`'s (capped at the absolute deadline): a [`touch`](Self::touch)
+    /// since the writer loaded moved it without a new version, and a save must
+    /// not undo it.
     fn save(
         &self,
         id: &SessionId,
@@ -351,9 +356,14 @@ pub struct AnyStore(Arc<dyn ErasedStore>);
 impl AnyStore {
     /// Erases the type of `store`.
     ///
-    /// To share an `AnyStore` you already have, clone it rather than wrapping it
-    /// again: each wrapping adds an allocation per operation.
+    /// An `AnyStore` given here is returned as it is: erasing twice adds no
+    /// second indirection.
     pub fn new<S: SessionStore>(store: S) -> Self {
+        // An `AnyStore` handed in (say, to a middleware builder that erases
+        // whatever it gets) is shared as it is, not wrapped a second time.
+        if let Some(erased) = (&store as &dyn std::any::Any).downcast_ref::<AnyStore>() {
+            return erased.clone();
+        }
         Self(Arc::new(store))
     }
 }
@@ -420,5 +430,54 @@ impl SessionStore for AnyStore {
 
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         self.0.delete_expired().await
+    }
+}
+
+#[cfg(test)]
+mod any_store_tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Nothing;
+
+    impl SessionStore for Nothing {
+        async fn load(&self, _: &SessionId) -> Result<Option<Record>, StoreError> {
+            Ok(None)
+        }
+        async fn create(&self, _: &SessionId, _: &Record) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn save(&self, _: &SessionId, _: &Record, _: u64) -> Result<SaveOutcome, StoreError> {
+            Ok(SaveOutcome::Missing)
+        }
+        async fn touch(&self, _: &SessionId, _: Deadlines) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+        async fn delete(&self, _: &SessionId) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn delete_at_version(
+            &self,
+            _: &SessionId,
+            _: u64,
+        ) -> Result<DeleteOutcome, StoreError> {
+            Ok(DeleteOutcome::Missing)
+        }
+        async fn list_by_owner(&self, _: &str) -> Result<Vec<(SessionId, Record)>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn delete_by_owner(&self, _: &str, _: Option<&SessionId>) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        async fn delete_expired(&self) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+    }
+
+    #[test]
+    fn erasing_an_erased_store_shares_it() {
+        let once = AnyStore::new(Nothing);
+        let twice = AnyStore::new(once.clone());
+        assert!(Arc::ptr_eq(&once.0, &twice.0), "no second wrapper");
     }
 }

@@ -354,7 +354,11 @@ impl MemoryStore {
             return SaveOutcome::Conflict;
         }
         let old_owner = current.owner.take();
+        // A touch since the load moved the idle deadline without a new
+        // version; the save must not move it back.
+        let idle = current.deadlines.idle.max(record.deadlines.idle);
         *current = record.clone();
+        current.deadlines.idle = idle.min(current.deadlines.absolute);
         current.version = expected + 1;
         self.index_owner(id, old_owner.as_deref(), current.owner.as_deref());
         SaveOutcome::Saved(expected + 1)

@@ -9,8 +9,8 @@ mod store;
 pub use self::ident::{Identifier, InvalidIdentifier};
 pub use self::migrate::{MIGRATIONS, Migration};
 pub use self::store::{
-    ConfigError, DEFAULT_CLEANUP_BATCH, DEFAULT_SCHEMA, DEFAULT_TABLE, DEFAULT_TIMEOUT,
-    PostgresStore, PostgresStoreBuilder,
+    ConfigError, DEFAULT_CLEANUP_BATCH, DEFAULT_POOL_SIZE, DEFAULT_SCHEMA, DEFAULT_TABLE,
+    DEFAULT_TIMEOUT, PostgresStore, PostgresStoreBuilder,
 };
 pub use latchkey_core::{CleanupHandle, NoRuntime};
 

@@ -4,7 +4,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::ident::Identifier;
 
-/// One numbered migration from the workspace's `migrations/` folder.
+/// One numbered migration from the repository's `migrations/` folder.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
     /// Its number; migrations run in this order, each once.
@@ -16,10 +16,13 @@ pub struct Migration {
 }
 
 /// Every migration, in order.
+// The repository's top-level `migrations/` is the source of the schema; the
+// crate embeds its own copies because a published tarball holds only the
+// crate's folder, and `tests/tests/packaged_copies.rs` fails when the two differ.
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     name: "0001_create_sessions.sql",
-    sql: include_str!("../../../migrations/0001_create_sessions.sql"),
+    sql: include_str!("../migrations/0001_create_sessions.sql"),
 }];
 
 /// The SQL of `migration` for this schema and table.

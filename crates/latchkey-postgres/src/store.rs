@@ -12,7 +12,6 @@ use latchkey_core::{
     Deadlines, DeleteOutcome, Record, RuntimeSlot, SaveOutcome, SessionData, SessionId,
     SessionStore, StoreError, Timestamp,
 };
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
 use tokio_postgres::{NoTls, Row};
 
@@ -28,6 +27,8 @@ pub const DEFAULT_SCHEMA: &str = "public";
 pub const DEFAULT_TABLE: &str = "latchkey_sessions";
 /// Default bound on one store operation, pool wait and retry included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default most connections of a pool the store builds.
+pub const DEFAULT_POOL_SIZE: usize = 16;
 /// Default rows deleted per cleanup statement.
 pub const DEFAULT_CLEANUP_BATCH: i64 = 5_000;
 
@@ -78,19 +79,43 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// Configures a [`PostgresStore`] on a URL.
-#[derive(Debug, Clone)]
+/// Configures a [`PostgresStore`], on a URL ([`PostgresStore::builder`]) or on
+/// a pool the application built ([`PostgresStore::builder_on_pool`]).
+#[derive(Clone)]
 #[must_use]
 pub struct PostgresStoreBuilder {
-    url: String,
+    source: Source,
     schema: Identifier,
     table: Identifier,
-    pool_size: usize,
+    pool_size: Option<usize>,
     timeout: Duration,
     connect_timeout: Option<Duration>,
     statement_timeout: Option<Duration>,
-    application_name: String,
+    application_name: Option<String>,
     cleanup_batch: i64,
+}
+
+/// Where the store's connections come from.
+#[derive(Clone)]
+enum Source {
+    Url(String),
+    Pool(Pool),
+}
+
+impl std::fmt::Debug for PostgresStoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: show only which kind of source it is.
+        let source = match self.source {
+            Source::Url(_) => "url",
+            Source::Pool(_) => "pool",
+        };
+        f.debug_struct("PostgresStoreBuilder")
+            .field("source", &source)
+            .field("schema", &self.schema.as_str())
+            .field("table", &self.table.as_str())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a store could not be built.
@@ -101,6 +126,10 @@ pub enum ConfigError {
     Identifier(InvalidIdentifier),
     /// The URL is not a PostgreSQL connection string.
     Url(String),
+    /// A setting that shapes the connections (`pool_size`, `connect_timeout`,
+    /// `statement_timeout`, `application_name`) was given for a store on the
+    /// application's own pool: configure that pool instead.
+    PoolSetting(&'static str),
 }
 
 impl std::fmt::Display for ConfigError {
@@ -108,6 +137,10 @@ impl std::fmt::Display for ConfigError {
         match self {
             ConfigError::Identifier(err) => err.fmt(f),
             ConfigError::Url(err) => write!(f, "not a PostgreSQL URL: {err}"),
+            ConfigError::PoolSetting(setting) => write!(
+                f,
+                "{setting} shapes the pool's connections; set it on the pool given to builder_on_pool"
+            ),
         }
     }
 }
@@ -139,7 +172,7 @@ impl PostgresStoreBuilder {
     /// workers' concurrent requests off each other's backs without tying up many
     /// server processes.
     pub fn pool_size(mut self, size: usize) -> Self {
-        self.pool_size = size.max(1);
+        self.pool_size = Some(size.max(1));
         self
     }
 
@@ -167,7 +200,7 @@ impl PostgresStoreBuilder {
     /// The `application_name` the connections report in `pg_stat_activity`.
     /// Default: `latchkey`.
     pub fn application_name(mut self, name: impl Into<String>) -> Self {
-        self.application_name = name.into();
+        self.application_name = Some(name.into());
         self
     }
 
@@ -178,17 +211,44 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// Builds the store and its pool without connecting; connections open on
-    /// first use.
+    /// Builds the store and, on a URL, its pool, without connecting;
+    /// connections open on first use.
     ///
     /// # Errors
     ///
-    /// [`ConfigError::Url`] when the URL does not parse.
+    /// [`ConfigError::Url`] when the URL does not parse;
+    /// [`ConfigError::PoolSetting`] for a connection setting given on the
+    /// application's own pool.
     pub fn build(self) -> Result<PostgresStore, ConfigError> {
-        let mut config = tokio_postgres::Config::from_str(&self.url)
-            .map_err(|e| ConfigError::Url(e.to_string()))?;
+        let pool = match &self.source {
+            Source::Url(url) => self.url_pool(url)?,
+            Source::Pool(pool) => {
+                let own_pool_settings = [
+                    ("pool_size", self.pool_size.is_some()),
+                    ("connect_timeout", self.connect_timeout.is_some()),
+                    ("statement_timeout", self.statement_timeout.is_some()),
+                    ("application_name", self.application_name.is_some()),
+                ];
+                if let Some((setting, _)) = own_pool_settings.iter().find(|(_, set)| *set) {
+                    return Err(ConfigError::PoolSetting(setting));
+                }
+                pool.clone()
+            }
+        };
+        Ok(PostgresStore::new(
+            pool,
+            self.schema,
+            self.table,
+            self.timeout,
+            self.cleanup_batch,
+        ))
+    }
+
+    fn url_pool(&self, url: &str) -> Result<Pool, ConfigError> {
+        let mut config =
+            tokio_postgres::Config::from_str(url).map_err(|e| ConfigError::Url(e.to_string()))?;
         config.connect_timeout(self.connect_timeout.unwrap_or(self.timeout));
-        config.application_name(&self.application_name);
+        config.application_name(self.application_name.as_deref().unwrap_or("latchkey"));
         let statement_timeout = self.statement_timeout.unwrap_or(self.timeout);
         config.options(format!(
             "-c statement_timeout={}",
@@ -201,21 +261,14 @@ impl PostgresStoreBuilder {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager)
-            .max_size(self.pool_size)
+        Pool::builder(manager)
+            .max_size(self.pool_size.unwrap_or(DEFAULT_POOL_SIZE))
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(self.timeout))
             .create_timeout(Some(self.connect_timeout.unwrap_or(self.timeout)))
             .recycle_timeout(Some(self.timeout))
             .build()
-            .map_err(|e| ConfigError::Url(e.to_string()))?;
-        Ok(PostgresStore::new(
-            pool,
-            self.schema,
-            self.table,
-            self.timeout,
-            self.cleanup_batch,
-        ))
+            .map_err(|e| ConfigError::Url(e.to_string()))
     }
 }
 
@@ -304,34 +357,62 @@ impl PostgresStore {
     /// Configures a store on a `postgres://` URL.
     pub fn builder(url: impl Into<String>) -> PostgresStoreBuilder {
         PostgresStoreBuilder {
-            url: url.into(),
+            source: Source::Url(url.into()),
             schema: Identifier::default_schema(),
             table: Identifier::default_table(),
-            pool_size: 16,
+            pool_size: None,
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: None,
             statement_timeout: None,
-            application_name: "latchkey".to_owned(),
+            application_name: None,
             cleanup_batch: DEFAULT_CLEANUP_BATCH,
         }
     }
 
-    /// A store on an existing pool (for TLS, custom connectors or a pool the
-    /// application shares), on `schema`.`table`.
+    /// Configures a store on a pool the application built: for TLS
+    /// (`tokio-postgres-rustls`, `postgres-openssl`), a custom connector, or a
+    /// pool shared with the application's own queries. Every store setting of
+    /// the builder applies (schema, table, timeout, cleanup batch); the
+    /// settings that shape connections belong to the pool, and `build` refuses
+    /// them here.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deadpool_postgres::{Manager, Pool};
+    /// use latchkey_postgres::PostgresStore;
+    ///
+    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config: tokio_postgres::Config = "postgres://app@127.0.0.1/app".parse()?;
+    /// let pool = Pool::builder(Manager::new(config, tokio_postgres::NoTls)).build()?;
+    /// let store = PostgresStore::builder_on_pool(pool)
+    ///     .schema("sessions")?
+    ///     .timeout(Duration::from_millis(500))
+    ///     .build()?;
+    /// # drop(store);
+    /// # Ok(())
+    /// # }
+    /// # run().unwrap();
+    /// ```
+    pub fn builder_on_pool(pool: Pool) -> PostgresStoreBuilder {
+        PostgresStoreBuilder {
+            source: Source::Pool(pool),
+            ..Self::builder(String::new())
+        }
+    }
+
+    /// A store on an existing pool, on `schema`.`table`, every other setting at
+    /// its default; [`builder_on_pool`](Self::builder_on_pool) sets the rest.
     ///
     /// # Errors
     ///
     /// When `schema` or `table` is not a plain identifier.
     pub fn from_pool(pool: Pool, schema: &str, table: &str) -> Result<Self, ConfigError> {
-        let schema = Identifier::new(schema).map_err(ConfigError::Identifier)?;
-        let table = Identifier::new(table).map_err(ConfigError::Identifier)?;
-        Ok(Self::new(
-            pool,
-            schema,
-            table,
-            DEFAULT_TIMEOUT,
-            DEFAULT_CLEANUP_BATCH,
-        ))
+        Self::builder_on_pool(pool)
+            .schema(schema)?
+            .table(table)?
+            .build()
     }
 
     fn new(
@@ -571,27 +652,13 @@ impl SessionStore for PostgresStore {
         let inserted = self
             .run_once(|client| async move {
                 let stmt = client.prepare_cached(&self.shared.sql.create).await?;
-                let insert = client
-                    .execute(&stmt, &[&key, data, &owner, &created, &idle, &absolute])
-                    .await;
-                match insert {
-                    Ok(_) => Ok(true),
-                    // The server refused the row, so nothing was written: an
-                    // expired row under the id may be taken over.
-                    Err(err) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                        let stmt = client
-                            .prepare_cached(&self.shared.sql.replace_expired)
-                            .await?;
-                        let replaced = client
-                            .execute(
-                                &stmt,
-                                &[&key, data, &owner, &created, &idle, &absolute, &now],
-                            )
-                            .await?;
-                        Ok(replaced == 1)
-                    }
-                    Err(err) => Err(err.into()),
-                }
+                Ok(client
+                    .query_opt(
+                        &stmt,
+                        &[&key, data, &owner, &created, &idle, &absolute, &now],
+                    )
+                    .await?
+                    .is_some())
             })
             .await?;
         if inserted {

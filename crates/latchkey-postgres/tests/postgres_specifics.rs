@@ -298,7 +298,8 @@ fn a_store_on_an_application_pool_works_and_validates_names() {
             .build()
             .unwrap();
         assert!(PostgresStore::from_pool(pool.clone(), "bad schema", "t").is_err());
-        let store = PostgresStore::from_pool(pool, &unique_name("from_pool"), "sessions").unwrap();
+        let store =
+            PostgresStore::from_pool(pool.clone(), &unique_name("from_pool"), "sessions").unwrap();
         store.migrate().await.unwrap();
         let id = SessionToken::generate().unwrap().id();
         store
@@ -309,6 +310,53 @@ fn a_store_on_an_application_pool_works_and_validates_names() {
             store.load(&id).await.unwrap().unwrap().data["n"],
             serde_json::json!(1)
         );
+
+        // The builder on the same pool: every store setting applies, and the
+        // settings that belong to the pool are refused, not ignored.
+        let schema = unique_name("on_pool");
+        let configured = PostgresStore::builder_on_pool(pool.clone())
+            .schema(&schema)
+            .unwrap()
+            .table("app_sessions")
+            .unwrap()
+            .timeout(Duration::from_millis(700))
+            .cleanup_batch(10)
+            .build()
+            .unwrap();
+        assert_eq!(
+            (configured.schema(), configured.table()),
+            (schema.as_str(), "app_sessions")
+        );
+        assert!(
+            format!("{configured:?}").contains("700ms"),
+            "{configured:?}"
+        );
+        configured.migrate().await.unwrap();
+        configured
+            .create(&id, &record(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        assert!(configured.load(&id).await.unwrap().is_some());
+        for (refused, builder) in [
+            (
+                "pool_size",
+                PostgresStore::builder_on_pool(pool.clone()).pool_size(4),
+            ),
+            (
+                "statement_timeout",
+                PostgresStore::builder_on_pool(pool.clone())
+                    .statement_timeout(Duration::from_secs(1)),
+            ),
+            (
+                "application_name",
+                PostgresStore::builder_on_pool(pool.clone()).application_name("x"),
+            ),
+        ] {
+            assert_eq!(
+                builder.build().unwrap_err(),
+                latchkey_postgres::ConfigError::PoolSetting(refused)
+            );
+        }
     });
 }
 
@@ -393,58 +441,45 @@ fn migrate_leaves_no_connection_in_the_pool() {
     });
 }
 
+/// `create` over an expired row that cleanup deletes while the insert waits
+/// on it: the id is free, so this is no collision.
 #[test]
-fn saves_that_keep_the_deadlines_update_the_row_in_place() {
+fn create_over_an_expired_row_that_cleanup_deletes_meanwhile_is_no_collision() {
     block_on(async {
-        let schema = unique_name("hot");
+        let schema = unique_name("reuse");
         let store = store_in(&schema);
         store.migrate().await.unwrap();
-        let token = SessionToken::generate().unwrap();
-        let mut record = record(Duration::from_secs(600));
-        store.create(&token.id(), &record).await.unwrap();
-        record.version = 1;
-        const SAVES: i64 = 20;
-        for n in 0..SAVES {
-            record.data.insert("n".into(), n.into());
-            match store
-                .save(&token.id(), &record, record.version)
-                .await
-                .unwrap()
-            {
-                latchkey_core::SaveOutcome::Saved(version) => record.version = version,
-                other => panic!("save {n}: {other:?}"),
-            }
-        }
-        // A backend's statistics reach the shared view when it exits (or
-        // some seconds after it goes idle): close the pool's connections.
-        drop(store);
-        let client = admin().await;
-        let started = Instant::now();
-        let (updated, in_place) = loop {
-            let row = client
-                .query_one(
-                    "SELECT coalesce(sum(n_tup_upd), 0)::bigint, coalesce(sum(n_tup_hot_upd), 0)::bigint \
-                     FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'latchkey_sessions'",
-                    &[&schema],
-                )
-                .await
-                .unwrap();
-            let (updated, in_place): (i64, i64) = (row.get(0), row.get(1));
-            if updated >= SAVES || started.elapsed() > Duration::from_secs(20) {
-                break (updated, in_place);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        assert_eq!(updated, SAVES, "every save is one UPDATE");
-        // A page with room takes the new row version beside the old one; an
-        // index column written would make none of them heap-only.
-        assert!(
-            in_place * 2 >= updated,
-            "{in_place} of {updated} saves were heap-only updates"
-        );
-        client
-            .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        let id = SessionToken::generate().unwrap().id();
+        let key = id.as_bytes().to_vec();
+        // An expired row still under the id, not yet cleaned up.
+        store
+            .create(&id, &record(Duration::from_millis(1)))
             .await
             .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Cleanup has locked the row (`FOR UPDATE SKIP LOCKED`) and deletes it.
+        let mut cleaner = admin().await;
+        let tx = cleaner.transaction().await.unwrap();
+        let table = format!("\"{schema}\".latchkey_sessions");
+        tx.execute(
+            &format!("SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE"),
+            &[&key],
+        )
+        .await
+        .unwrap();
+        let cleanup = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tx.execute(&format!("DELETE FROM {table} WHERE id = $1"), &[&key])
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        };
+        let fresh = record(Duration::from_secs(600));
+        let (created, ()) = tokio::join!(store.create(&id, &fresh), cleanup);
+        assert!(
+            created.is_ok(),
+            "no live session held the id, yet create said {created:?}"
+        );
+        assert!(store.load(&id).await.unwrap().is_some(), "and it wrote it");
     });
 }

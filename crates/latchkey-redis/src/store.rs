@@ -764,7 +764,6 @@ where
         let session = owner_args(session, record.owner.as_deref())
             .arg(record.deadlines.idle.as_millis())
             .arg(record.deadlines.absolute.as_millis())
-            .arg(record.deadlines.expires_at().as_millis())
             .arg(Timestamp::now().as_millis());
         match reply(self.eval(vec![session]).await?.into_iter().next())? {
             Reply::Status(-1) => Ok(SaveOutcome::Missing),

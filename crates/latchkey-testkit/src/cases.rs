@@ -236,6 +236,37 @@ pub async fn touch_extends_without_rewriting<S: SessionStore>(store: S) {
     );
 }
 
+/// A save never moves the idle deadline earlier than it is stored: a touch
+/// since the writer's load moved it later without a new version, and the
+/// writer's older deadline must not undo that.
+pub async fn save_never_moves_the_idle_deadline_earlier<S: SessionStore>(store: S) {
+    let record = record_with(LONG, 2 * LONG);
+    let id = create(&store, &record).await;
+    let later = Deadlines {
+        idle: record.deadlines.idle + Duration::from_secs(60),
+        absolute: record.deadlines.absolute,
+    };
+    assert!(store.touch(&id, later).await.expect("touch"), "touched");
+    let mut stale = record.clone();
+    stale.data.insert("written".into(), json!(true));
+    assert_eq!(save(&store, &id, &stale, 1).await, SaveOutcome::Saved(2));
+    let loaded = load(&store, &id).await.expect("still there");
+    assert_eq!(loaded.data["written"], json!(true), "the save landed");
+    assert_eq!(
+        loaded.deadlines.idle, later.idle,
+        "the touch's later idle deadline stays"
+    );
+    // A save that moves it later still moves it.
+    let mut extended = loaded.clone();
+    extended.deadlines.idle = later.idle + Duration::from_secs(60);
+    assert_eq!(
+        save(&store, &id, &extended, loaded.version).await,
+        SaveOutcome::Saved(3)
+    );
+    let loaded = load(&store, &id).await.expect("still there");
+    assert_eq!(loaded.deadlines.idle, later.idle + Duration::from_secs(60));
+}
+
 /// `save` writes only at the expected version and bumps it; a stale writer gets
 /// `Conflict` and changes nothing.
 pub async fn save_is_compare_and_set<S: SessionStore>(store: S) {

@@ -102,6 +102,7 @@ pub(crate) struct Config {
     pub(crate) max_conflict_retries: u32,
     pub(crate) max_session_bytes: usize,
     pub(crate) max_keys: usize,
+    pub(crate) load_before_routing: bool,
     pub(crate) runtime: Arc<Runtime>,
 }
 
@@ -109,7 +110,7 @@ pub(crate) struct Config {
 /// session take turns across workers, and the metrics count every worker. It
 /// lives in the store's [`RuntimeSlot`](latchkey_core::RuntimeSlot), not in
 /// the middleware, because applications build the middleware once per worker.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Runtime {
     pub(crate) write_gate: WriteGate,
     pub(crate) metrics: Arc<SessionMetrics>,
@@ -117,9 +118,13 @@ pub(crate) struct Runtime {
 
 impl Runtime {
     fn of(store: &AnyStore) -> Arc<Runtime> {
+        let fresh = || Runtime {
+            write_gate: WriteGate::default(),
+            metrics: Arc::new(SessionMetrics::for_store(store.name())),
+        };
         match store.runtime_slot() {
-            Some(slot) => slot.get_or_init(Runtime::default),
-            None => Arc::default(),
+            Some(slot) => slot.get_or_init(fresh),
+            None => Arc::new(fresh()),
         }
     }
 }
@@ -166,6 +171,7 @@ pub struct SessionMiddlewareBuilder {
     max_conflict_retries: u32,
     max_session_bytes: usize,
     max_keys: usize,
+    load_before_routing: bool,
 }
 
 /// A configuration the builder refuses, with what to fix.
@@ -249,6 +255,7 @@ impl SessionMiddlewareBuilder {
             max_conflict_retries: 16,
             max_session_bytes: 64 * 1024,
             max_keys: 256,
+            load_before_routing: false,
         }
     }
 
@@ -646,6 +653,33 @@ impl SessionMiddlewareBuilder {
         self
     }
 
+    /// Loads every request's session before routing, so that guards can read
+    /// it (see [`SessionGuardExt`](crate::SessionGuardExt)); a store failure
+    /// then answers the store-error status before any handler runs.
+    ///
+    /// Default: off. Sessions load only when something takes them, so routes
+    /// that never use the session (health checks, static files) cost no store
+    /// access. Turn it on only for apps whose guards need the session; on a
+    /// scope that needs it, a `from_fn` middleware using
+    /// [`SessionExt`](crate::SessionExt) loads it for that scope alone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .load_before_routing(true)
+    ///     .build()?;
+    /// # drop(sessions);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
+    pub fn load_before_routing(mut self, load: bool) -> Self {
+        self.load_before_routing = load;
+        self
+    }
+
     /// Checks the configuration and builds the middleware.
     ///
     /// # Errors
@@ -736,6 +770,7 @@ impl SessionMiddlewareBuilder {
             max_conflict_retries: self.max_conflict_retries,
             max_session_bytes: self.max_session_bytes,
             max_keys: self.max_keys,
+            load_before_routing: self.load_before_routing,
             runtime,
         }))
     }

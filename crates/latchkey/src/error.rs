@@ -93,6 +93,25 @@ impl Error {
 /// The body of every store-failure response: says nothing of the store.
 pub(crate) const STORE_FAILURE_BODY: &str = "Session service temporarily unavailable.";
 
+/// The answer to a request whose session store failed: the middleware's
+/// configured status and an opaque body, the one place it is built.
+#[derive(Debug, thiserror::Error)]
+#[error("session store failed")]
+pub(crate) struct StoreUnavailable(pub(crate) StatusCode);
+
+impl ResponseError for StoreUnavailable {
+    fn status_code(&self) -> StatusCode {
+        self.0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.0)
+            .content_type("text/plain; charset=utf-8")
+            .insert_header(("Cache-Control", "no-store"))
+            .body(STORE_FAILURE_BODY)
+    }
+}
+
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
         if self.is_store_failure() {
@@ -103,14 +122,12 @@ impl ResponseError for Error {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let body = if self.is_store_failure() {
-            STORE_FAILURE_BODY
-        } else {
-            "Internal server error."
-        };
+        if self.is_store_failure() {
+            return StoreUnavailable(self.status_code()).error_response();
+        }
         HttpResponse::build(self.status_code())
             .content_type("text/plain; charset=utf-8")
-            .body(body)
+            .body("Internal server error.")
     }
 }
 

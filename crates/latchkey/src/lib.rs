@@ -37,10 +37,13 @@
 //! | `postgres` | `postgres::PostgresStore`: one row per session, `jsonb` data, compare-and-set `UPDATE` | no |
 //! | `actix-session` | `bridge::ActixSessionStore`: any latchkey store behind actix-session's middleware | no |
 //! | `cache` | `cache::CachedStore`: a read-through cache in front of any store, with a staleness bound | no |
+//! | `test-util` | `testing::TestSessions`: requests with seeded sessions, and the session as saved, for handler tests | no |
+//! | `metrics` | every counter and a store-latency histogram through the `metrics` facade, with a `store` label | no |
 //!
 //! Every store implements [`SessionStore`] and passes the same conformance suite
-//! (`latchkey-testkit`), so switching is one line. [`AnyStore`] picks one at run
-//! time.
+//! (`latchkey-testkit`), so switching is one line. [`store_from_url`] picks one
+//! from configuration at run time (`memory`, `redis://…`, `redis-cluster://…`,
+//! `postgres://…`), as an [`AnyStore`].
 //!
 //! # What happens in a request
 //!
@@ -75,6 +78,17 @@
 //!    handler that returns a [`latchkey::Error`](Error) (a limit exceeded, a
 //!    value that would not serialize) keeps none of its session changes.
 //!
+//! # Beyond handlers
+//!
+//! - [`SessionExt`] gives the request's session to a `from_fn` middleware, a
+//!   custom extractor or another crate's middleware: the same session the
+//!   handler sees, loaded once.
+//! - [`Authenticated`] is the session of a signed-in user (one with an
+//!   [owner](Session::owner)); without one the request is answered 401, or a
+//!   redirect set with [`AuthenticatedConfig`], and the handler does not run.
+//! - `testing::TestSessions` (feature `test-util`) seeds sessions and reads
+//!   back what a request saved, for unit tests of handlers.
+//!
 //! # Security model in five lines
 //!
 //! - Tokens are 256 bits from a CSPRNG seeded by the OS; stores hold only their SHA-256.
@@ -83,6 +97,7 @@
 //! - Idle timeout and absolute lifetime are enforced by the server, not the cookie.
 //! - [`Session::renew`] on login defeats fixation; [`Session::purge`] logs out for real.
 
+mod authenticated;
 #[cfg(feature = "actix-session")]
 pub mod bridge;
 #[cfg(feature = "cache")]
@@ -94,53 +109,63 @@ mod lifecycle;
 mod metrics;
 mod middleware;
 mod ops;
+mod request_ext;
 mod session;
+mod store_url;
+#[cfg(feature = "test-util")]
+pub mod testing;
 mod write_gate;
 
+pub use self::authenticated::{Authenticated, AuthenticatedConfig, NotAuthenticated};
 pub use self::config::{
     ConfigError, CookieContentSecurity, CookieLifetime, IdleExtension, SessionMiddlewareBuilder,
 };
 pub use self::error::Error;
 pub use self::metrics::{MetricsSnapshot, SessionMetrics};
 pub use self::middleware::{SessionMiddleware, SessionService};
+pub use self::request_ext::{SessionExt, SessionGuardExt};
 pub use self::session::{Session, SessionStatus};
+pub use self::store_url::{StoreUrlError, store_from_url};
 
 pub use latchkey_core::{
     AnyStore, Deadlines, DeleteOutcome, Record, RuntimeSlot, SaveOutcome, SessionData, SessionId,
     SessionStore, SessionToken, StoreError, Timestamp, TokenError,
 };
 
-/// The guides of the `docs/` folder, here so that their examples are compiled
-/// and tested with the crate.
+/// The guides of the repository's `docs/` folder, here so that their examples
+/// are compiled and tested with the crate.
+// The repository's top-level `docs/` is the source of these pages; the crate
+// includes its own copies because a published tarball holds only the crate's
+// folder, and `tests/tests/packaged_copies.rs` fails when the two differ.
 pub mod guides {
-    #[doc = include_str!("../../../docs/guide.md")]
+    #[doc = include_str!("../docs/guide.md")]
     #[cfg(feature = "memory")]
     pub mod guide {}
 
-    #[doc = include_str!("../../../docs/redis.md")]
+    #[doc = include_str!("../docs/redis.md")]
     #[cfg(feature = "redis")]
     pub mod redis {}
 
-    #[doc = include_str!("../../../docs/postgres.md")]
+    #[doc = include_str!("../docs/postgres.md")]
     #[cfg(feature = "postgres")]
     pub mod postgres {}
 
-    #[doc = include_str!("../../../docs/scaling.md")]
+    #[doc = include_str!("../docs/scaling.md")]
     pub mod scaling {}
 
-    #[doc = include_str!("../../../docs/security.md")]
+    #[doc = include_str!("../docs/security.md")]
     #[cfg(feature = "memory")]
     pub mod security {}
 
-    #[doc = include_str!("../../../docs/observability.md")]
+    #[doc = include_str!("../docs/observability.md")]
     #[cfg(feature = "memory")]
     pub mod observability {}
 
-    #[doc = include_str!("../../../docs/migrate-actix-session.md")]
+    #[doc = include_str!("../docs/migrate-actix-session.md")]
     #[cfg(all(feature = "actix-session", feature = "redis"))]
     pub mod migrate_actix_session {}
 
-    #[doc = include_str!("../../../docs/migrate-express-session.md")]
+    #[doc = include_str!("../docs/migrate-express-session.md")]
     #[cfg(feature = "redis")]
     pub mod migrate_express_session {}
 }

@@ -66,7 +66,10 @@ pub(crate) async fn load(incoming: Incoming, config: &Config) -> Result<State, E
         Some(record) if !record.is_expired_at(Timestamp::now()) => {
             State::existing(token, record, stale_key)
         }
-        _ => State::fresh(IncomingCookie::Valid),
+        _ => {
+            config.store.metrics().session_not_found();
+            State::fresh(IncomingCookie::Valid)
+        }
     };
     state.load_took = started.elapsed();
     Ok(state)
@@ -596,7 +599,8 @@ fn saved_deadlines(deadlines: Deadlines, config: &Config, now: Timestamp) -> Dea
     }
 }
 
-async fn create(store: &ObservedStore, record: &Record) -> Result<SessionToken, Error> {
+/// Stores `record` under a fresh token, drawing another on the rare collision.
+pub(crate) async fn create(store: &ObservedStore, record: &Record) -> Result<SessionToken, Error> {
     let mut attempts = 0;
     loop {
         let token =

@@ -16,8 +16,11 @@ use tracing::field::Empty;
 /// Live counters, shared by every worker of one [`SessionMiddleware`](crate::SessionMiddleware).
 ///
 /// Read them with [`SessionMetrics::snapshot`] and export the numbers however
-/// your application exports metrics (a `/metrics` route, the `metrics` crate,
-/// OpenTelemetry). Counting costs a relaxed atomic increment.
+/// your application exports metrics (a `/metrics` route, OpenTelemetry).
+/// Counting costs a relaxed atomic increment. With the `metrics` feature every
+/// count also goes to the [`metrics`](https://docs.rs/metrics) facade, with a
+/// `store` label, together with a histogram of store latencies: any exporter
+/// (Prometheus, OpenTelemetry, StatsD) then sees them without polling.
 ///
 /// # Examples
 ///
@@ -32,6 +35,9 @@ use tracing::field::Empty;
 /// ```
 #[derive(Debug, Default)]
 pub struct SessionMetrics {
+    /// The store's name, the `store` label of facade metrics.
+    #[cfg(feature = "metrics")]
+    store: &'static str,
     loads: AtomicU64,
     saves: AtomicU64,
     creates: AtomicU64,
@@ -43,6 +49,7 @@ pub struct SessionMetrics {
     sessions_created: AtomicU64,
     sessions_destroyed: AtomicU64,
     cookies_rejected: AtomicU64,
+    sessions_not_found: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -79,6 +86,9 @@ pub struct MetricsSnapshot {
     /// Session cookies that failed verification (forged, tampered, malformed
     /// or signed with a retired key); none reaches the store.
     pub cookies_rejected: u64,
+    /// Valid cookies whose session was gone: expired, logged out, or retired
+    /// by a renewal. The request starts a new session.
+    pub sessions_not_found: u64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -108,27 +118,64 @@ impl SessionMetrics {
             sessions_created: read(&self.sessions_created),
             sessions_destroyed: read(&self.sessions_destroyed),
             cookies_rejected: read(&self.cookies_rejected),
+            sessions_not_found: read(&self.sessions_not_found),
         }
     }
 
+    pub(crate) fn for_store(store: &'static str) -> Self {
+        #[cfg(not(feature = "metrics"))]
+        let _ = store;
+        Self {
+            #[cfg(feature = "metrics")]
+            store,
+            ..Self::default()
+        }
+    }
+
+    /// Counts one event, here and, with the `metrics` feature, in the facade
+    /// as `latchkey_<name>_total{store}`.
+    fn count(&self, counter: &AtomicU64, name: &'static str) {
+        bump(counter);
+        #[cfg(feature = "metrics")]
+        metrics::counter!(name, "store" => self.store).increment(1);
+        #[cfg(not(feature = "metrics"))]
+        let _ = name;
+    }
+
     pub(crate) fn conflict_replayed(&self) {
-        bump(&self.conflicts_replayed);
+        self.count(
+            &self.conflicts_replayed,
+            "latchkey_conflicts_replayed_total",
+        );
     }
 
     pub(crate) fn conflict_given_up(&self) {
-        bump(&self.conflicts_given_up);
+        self.count(
+            &self.conflicts_given_up,
+            "latchkey_conflicts_given_up_total",
+        );
     }
 
     pub(crate) fn session_created(&self) {
-        bump(&self.sessions_created);
+        self.count(&self.sessions_created, "latchkey_sessions_created_total");
     }
 
     pub(crate) fn session_destroyed(&self) {
-        bump(&self.sessions_destroyed);
+        self.count(
+            &self.sessions_destroyed,
+            "latchkey_sessions_destroyed_total",
+        );
     }
 
     pub(crate) fn cookie_rejected(&self) {
-        bump(&self.cookies_rejected);
+        self.count(&self.cookies_rejected, "latchkey_cookies_rejected_total");
+    }
+
+    pub(crate) fn session_not_found(&self) {
+        self.count(
+            &self.sessions_not_found,
+            "latchkey_sessions_not_found_total",
+        );
     }
 }
 
@@ -179,6 +226,11 @@ impl MetricsSnapshot {
                 "Session cookies that failed verification.",
                 self.cookies_rejected,
             ),
+            (
+                "sessions_not_found",
+                "Valid cookies whose session was gone (expired, logged out).",
+                self.sessions_not_found,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {prefix}_{name}_total {help}");
             let _ = writeln!(out, "# TYPE {prefix}_{name}_total counter");
@@ -227,17 +279,23 @@ impl ObservedStore {
         );
         let started = Instant::now();
         let result = work.instrument(span.clone()).await;
-        let latency = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let elapsed = started.elapsed();
+        let latency = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         span.record("latency_us", latency);
-        match &result {
-            Ok(value) => {
-                span.record("outcome", outcome(value));
-            }
+        let result_name = match &result {
+            Ok(value) => outcome(value),
             Err(err) => {
                 bump(&self.metrics.store_errors);
-                span.record("outcome", "error");
                 tracing::warn!(parent: &span, store = self.inner.name(), operation, error = %err, "session store operation failed");
+                "error"
             }
+        };
+        span.record("outcome", result_name);
+        #[cfg(feature = "metrics")]
+        {
+            let store = self.inner.name();
+            metrics::counter!("latchkey_store_operations_total", "store" => store, "operation" => operation, "outcome" => result_name).increment(1);
+            metrics::histogram!("latchkey_store_operation_duration_seconds", "store" => store, "operation" => operation).record(elapsed.as_secs_f64());
         }
         result
     }

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::cookie::Key;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::{HttpMessage as _, HttpResponse};
+use actix_web::{HttpMessage as _, ResponseError as _};
 use latchkey_core::{SessionStore, Timestamp};
 
 use crate::config::{Config, CookieLifetime, SessionMiddlewareBuilder};
-use crate::error::{Error, STORE_FAILURE_BODY};
+use crate::error::{Error, StoreUnavailable};
 use crate::lifecycle::{CookieAction, write_back};
 use crate::metrics::SessionMetrics;
-use crate::session::SessionSlot;
+use crate::session::{SessionSlot, State};
 
 /// Server-side sessions for an actix-web app.
 ///
@@ -96,7 +96,7 @@ impl SessionMiddleware {
         Self { config }
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn config(&self) -> Arc<Config> {
         Arc::clone(&self.config)
     }
@@ -157,7 +157,24 @@ where
         let service = Rc::clone(&self.service);
         let config = Arc::clone(&self.config);
         Box::pin(async move {
-            let mut res = service.call(req).await?;
+            if config.load_before_routing
+                && let Err(err) = slot.session(req.request()).await
+            {
+                tracing::error!(error = %err, "session store failed while loading a session");
+                let response = StoreUnavailable(config.store_error_status).error_response();
+                return Ok(req.into_response(response).map_into_right_body());
+            }
+            let mut res = match service.call(req).await {
+                Ok(res) => res,
+                // An inner middleware failed on the session (through
+                // `SessionExt`) and gave no response back: answer as for a
+                // handler, with the configured status.
+                Err(err) if err.as_error::<Error>().is_some_and(Error::is_store_failure) => {
+                    tracing::error!("session store failed while loading a session");
+                    return Err(StoreUnavailable(config.store_error_status).into());
+                }
+                Err(err) => return Err(err),
+            };
             if handler_hit_store_failure(&res) {
                 tracing::error!("session store failed while loading a session");
                 return Ok(store_failure(res, &config));
@@ -171,10 +188,9 @@ where
                 // session stays as it was.
                 return Ok(res.map_into_left_body());
             }
-            let now = Timestamp::now();
-            match write_back(state, &config, now).await {
-                Ok(action) => {
-                    if let Some(cookie) = cookie_for(action, &config, now) {
+            match finish(state, &config).await {
+                Ok(cookie) => {
+                    if let Some(cookie) = cookie {
                         res.response_mut().add_cookie(&cookie)?;
                     }
                     Ok(res.map_into_left_body())
@@ -196,6 +212,16 @@ where
     }
 }
 
+/// Writes the request's session back; the cookie to send, if any.
+pub(crate) async fn finish(
+    state: State,
+    config: &Config,
+) -> Result<Option<actix_web::cookie::Cookie<'static>>, Error> {
+    let now = Timestamp::now();
+    let action = write_back(state, config, now).await?;
+    Ok(cookie_for(action, config, now))
+}
+
 fn handler_hit_store_failure<B>(res: &ServiceResponse<B>) -> bool {
     res.response()
         .error()
@@ -212,14 +238,11 @@ fn failed_with_session_error<B>(res: &ServiceResponse<B>) -> bool {
 /// Replaces the response with the configured store-failure status and an opaque body.
 fn store_failure<B>(res: ServiceResponse<B>, config: &Config) -> ServiceResponse<EitherBody<B>> {
     let (req, _) = res.into_parts();
-    let response = HttpResponse::build(config.store_error_status)
-        .content_type("text/plain; charset=utf-8")
-        .insert_header(("Cache-Control", "no-store"))
-        .body(STORE_FAILURE_BODY);
+    let response = StoreUnavailable(config.store_error_status).error_response();
     ServiceResponse::new(req, response).map_into_right_body()
 }
 
-fn cookie_for(
+pub(crate) fn cookie_for(
     action: CookieAction,
     config: &Config,
     now: Timestamp,

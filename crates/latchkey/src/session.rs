@@ -335,6 +335,21 @@ impl Session {
         self.state().data.get(key).cloned()
     }
 
+    /// Whether the session holds a value under `key`, without copying or
+    /// deserializing it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn handler(session: latchkey::Session) -> &'static str {
+    ///     if session.contains_key("cart") { "shopping" } else { "browsing" }
+    /// }
+    /// # let _ = handler;
+    /// ```
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.state().data.contains_key(key)
+    }
+
     /// A copy of all the session's values.
     ///
     /// # Examples
@@ -390,6 +405,36 @@ impl Session {
     pub fn remove(&self, key: &str) -> Option<Value> {
         let op = Op::Remove(key.to_owned());
         self.state().apply(op, &self.config).ok().flatten()
+    }
+
+    /// Removes `key` and returns its value as a `T` (a flash message, a
+    /// one-time value); `Ok(None)` when absent. A value that is not a `T` is
+    /// left in place.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Deserialize`] when the stored value is not a `T`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn handler(session: latchkey::Session) -> Result<String, latchkey::Error> {
+    ///     let notice: Option<String> = session.take("notice")?;
+    ///     Ok(notice.unwrap_or_default())
+    /// }
+    /// # let _ = handler;
+    /// ```
+    pub fn take<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        let mut state = self.state();
+        let Some(value) = state.data.get(key) else {
+            return Ok(None);
+        };
+        let typed = T::deserialize(value).map_err(|source| Error::Deserialize {
+            key: key.to_owned(),
+            source,
+        })?;
+        state.apply(Op::Remove(key.to_owned()), &self.config)?;
+        Ok(Some(typed))
     }
 
     /// Replaces the value under `key` with `f(current)`, returning the new value.
@@ -671,7 +716,7 @@ impl SessionSlot {
     }
 
     /// Loads the session named by the request's cookie, once per request.
-    async fn session(&self, req: &HttpRequest) -> Result<Session, Error> {
+    pub(crate) async fn session(&self, req: &HttpRequest) -> Result<Session, Error> {
         let state = self
             .loaded
             .get_or_try_init(|| async {
@@ -685,6 +730,14 @@ impl SessionSlot {
             })
             .await?;
         Ok(Session {
+            state: Arc::clone(state),
+            config: Arc::clone(&self.config),
+        })
+    }
+
+    /// The session, if something loaded it already during the request.
+    pub(crate) fn loaded_session(&self) -> Option<Session> {
+        self.loaded.get().map(|state| Session {
             state: Arc::clone(state),
             config: Arc::clone(&self.config),
         })

@@ -1,0 +1,270 @@
+//! Choosing a store from configuration: one URL names the backend and where it is.
+
+use latchkey_core::{AnyStore, StoreError};
+
+/// The schemes [`store_from_url`] knows, for error messages.
+const SCHEMES: &str = "memory, redis://, rediss://, redis-cluster://, postgres://, postgresql://";
+
+/// Why [`store_from_url`] could not give a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreUrlError {
+    /// The URL's scheme names no store.
+    #[error("unknown session store {scheme:?}; use one of: {SCHEMES}")]
+    UnknownScheme {
+        /// The scheme found (the part before `://`, or the whole value).
+        scheme: String,
+    },
+    /// The scheme names a store whose cargo feature this build leaves out.
+    #[error("the {scheme} session store needs latchkey's `{feature}` feature")]
+    FeatureDisabled {
+        /// The scheme found.
+        scheme: String,
+        /// The feature to enable.
+        feature: &'static str,
+    },
+    /// The URL is not valid for its store (bad host list, unparsable URL).
+    #[error("invalid {store} session store URL")]
+    InvalidUrl {
+        /// `"redis"`, `"redis-cluster"` or `"postgres"`.
+        store: &'static str,
+        /// What the store's client said.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store's server did not answer the start-up check (a ping, or for
+    /// PostgreSQL the migrations).
+    #[error("the {store} session store is not usable")]
+    Unreachable {
+        /// `"redis"`, `"redis-cluster"` or `"postgres"`.
+        store: &'static str,
+        /// The store's error; its own source is the driver's.
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// The store a URL names, connected and checked, behind one type:
+///
+/// | URL | store | checked with |
+/// | --- | --- | --- |
+/// | `memory` (or `memory://`) | [`MemoryStore`](crate::memory::MemoryStore) (feature `memory`) | — |
+/// | `redis://host:6379/0`, `rediss://…` | [`RedisStore`](crate::redis::RedisStore) (feature `redis`; `rediss` needs a TLS feature of `latchkey-redis`) | `PING` |
+/// | `redis-cluster://host:7000,host:7001,…` | `RedisStore` on a Redis Cluster, seeded with those nodes | `PING` |
+/// | `postgres://user@host/db`, `postgresql://…` | [`PostgresStore`](crate::postgres::PostgresStore) (feature `postgres`) | `migrate()` |
+///
+/// Query parameters of latchkey's own set the store's place and are taken off
+/// before the URL reaches the driver: `prefix` for Redis keys (default
+/// `latchkey:`), `schema` and `table` for PostgreSQL (default
+/// `public.latchkey_sessions`), e.g. `postgres://app@db/app?schema=sessions`.
+/// Values are taken as written (no percent-decoding). Every other parameter is
+/// the driver's.
+///
+/// A wrong URL or an unreachable server fails here, at start-up, rather than
+/// on the first request. PostgreSQL's migrations are applied (idempotent, and
+/// safe from several instances at once); build the store with its builder
+/// instead to manage the schema yourself or to change any other setting.
+///
+/// The result is already an [`AnyStore`]; handing it to
+/// [`SessionMiddleware`](crate::SessionMiddleware) does not wrap it again.
+///
+/// # Errors
+///
+/// [`StoreUrlError`]: an unknown scheme, a store this build leaves out, an
+/// invalid URL, or a server that does not answer.
+///
+/// # Examples
+///
+/// ```
+/// # actix_web::rt::System::new().block_on(async {
+/// let url = std::env::var("SESSION_STORE").unwrap_or_else(|_| "memory".into());
+/// let store = latchkey::store_from_url(&url).await?;
+/// let sessions = latchkey::SessionMiddleware::new(store, actix_web::cookie::Key::generate());
+/// # drop(sessions);
+/// assert!(matches!(
+///     latchkey::store_from_url("mongodb://localhost").await,
+///     Err(latchkey::StoreUrlError::UnknownScheme { .. })
+/// ));
+/// # Ok::<(), latchkey::StoreUrlError>(())
+/// # }).unwrap();
+/// ```
+pub async fn store_from_url(url: &str) -> Result<AnyStore, StoreUrlError> {
+    let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
+    match scheme {
+        "memory" => memory(),
+        "redis" | "rediss" => redis(url).await,
+        "redis-cluster" => redis_cluster(url).await,
+        "postgres" | "postgresql" => postgres(url).await,
+        other => Err(StoreUrlError::UnknownScheme {
+            scheme: other.to_owned(),
+        }),
+    }
+}
+
+#[cfg(feature = "memory")]
+fn memory() -> Result<AnyStore, StoreUrlError> {
+    Ok(AnyStore::new(crate::memory::MemoryStore::new()))
+}
+
+#[cfg(not(feature = "memory"))]
+fn memory() -> Result<AnyStore, StoreUrlError> {
+    Err(disabled("memory", "memory"))
+}
+
+#[cfg(any(feature = "redis", feature = "postgres"))]
+/// Splits latchkey's own `names` off the URL's query: the URL for the driver,
+/// and the values found.
+fn take_params<const N: usize>(url: &str, names: [&str; N]) -> (String, [Option<String>; N]) {
+    let mut found = [const { None }; N];
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), found);
+    };
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match names.iter().position(|ours| *ours == name) {
+            Some(index) => found[index] = Some(value.to_owned()),
+            None => rest.push(pair),
+        }
+    }
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (url, found)
+}
+
+#[cfg(feature = "redis")]
+fn redis_builder(url: &str) -> crate::redis::RedisStoreBuilder {
+    let (url, [prefix]) = take_params(url, ["prefix"]);
+    let builder = crate::redis::RedisStore::builder(url);
+    match prefix {
+        Some(prefix) => builder.prefix(prefix),
+        None => builder,
+    }
+}
+
+#[cfg(feature = "redis")]
+async fn redis(url: &str) -> Result<AnyStore, StoreUrlError> {
+    let store = redis_builder(url)
+        .build()
+        .map_err(|err| StoreUrlError::InvalidUrl {
+            store: "redis",
+            source: Box::new(err),
+        })?;
+    store
+        .ping()
+        .await
+        .map_err(|source| StoreUrlError::Unreachable {
+            store: "redis",
+            source,
+        })?;
+    Ok(AnyStore::new(store))
+}
+
+#[cfg(feature = "redis")]
+async fn redis_cluster(url: &str) -> Result<AnyStore, StoreUrlError> {
+    let (url, [prefix]) = take_params(url, ["prefix"]);
+    let nodes: Vec<String> = url
+        .trim_start_matches("redis-cluster://")
+        .split(',')
+        .filter(|node| !node.is_empty())
+        .map(|node| format!("redis://{node}"))
+        .collect();
+    if nodes.is_empty() {
+        return Err(StoreUrlError::InvalidUrl {
+            store: "redis-cluster",
+            source: "no node given; use redis-cluster://host:port,host:port".into(),
+        });
+    }
+    let store =
+        crate::redis::RedisStore::connect_cluster(nodes, crate::redis::DEFAULT_COMMAND_TIMEOUT)
+            .await
+            .map_err(|source| StoreUrlError::Unreachable {
+                store: "redis-cluster",
+                source,
+            })?;
+    Ok(AnyStore::new(match prefix {
+        Some(prefix) => store.with_prefix(prefix),
+        None => store,
+    }))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis(url: &str) -> Result<AnyStore, StoreUrlError> {
+    Err(disabled(
+        url.split_once("://").map_or(url, |(s, _)| s),
+        "redis",
+    ))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_cluster(_url: &str) -> Result<AnyStore, StoreUrlError> {
+    Err(disabled("redis-cluster", "redis"))
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres(url: &str) -> Result<AnyStore, StoreUrlError> {
+    let invalid = |err: crate::postgres::ConfigError| StoreUrlError::InvalidUrl {
+        store: "postgres",
+        source: Box::new(err),
+    };
+    let (url, [schema, table]) = take_params(url, ["schema", "table"]);
+    let mut builder = crate::postgres::PostgresStore::builder(url);
+    if let Some(schema) = schema {
+        builder = builder.schema(&schema).map_err(invalid)?;
+    }
+    if let Some(table) = table {
+        builder = builder.table(&table).map_err(invalid)?;
+    }
+    let store = builder.build().map_err(invalid)?;
+    store
+        .migrate()
+        .await
+        .map_err(|source| StoreUrlError::Unreachable {
+            store: "postgres",
+            source,
+        })?;
+    Ok(AnyStore::new(store))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn postgres(url: &str) -> Result<AnyStore, StoreUrlError> {
+    Err(disabled(
+        url.split_once("://").map_or(url, |(s, _)| s),
+        "postgres",
+    ))
+}
+
+#[cfg(not(all(feature = "memory", feature = "redis", feature = "postgres")))]
+fn disabled(scheme: &str, feature: &'static str) -> StoreUrlError {
+    StoreUrlError::FeatureDisabled {
+        scheme: scheme.to_owned(),
+        feature,
+    }
+}
+
+#[cfg(all(test, feature = "redis", feature = "postgres"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_parameters_are_taken_off_and_the_drivers_kept() {
+        let (url, [schema, table]) = take_params(
+            "postgres://app@db/app?sslmode=require&schema=sessions&connect_timeout=3",
+            ["schema", "table"],
+        );
+        assert_eq!(
+            url,
+            "postgres://app@db/app?sslmode=require&connect_timeout=3"
+        );
+        assert_eq!(schema.as_deref(), Some("sessions"));
+        assert_eq!(table, None);
+        let (url, [prefix]) = take_params("redis://127.0.0.1/2?prefix=app:s:", ["prefix"]);
+        assert_eq!(url, "redis://127.0.0.1/2");
+        assert_eq!(prefix.as_deref(), Some("app:s:"));
+        let (url, [prefix]) = take_params("redis://127.0.0.1", ["prefix"]);
+        assert_eq!((url.as_str(), prefix), ("redis://127.0.0.1", None));
+    }
+}

@@ -1,0 +1,169 @@
+//! The `metrics` feature: every count and a store-latency histogram reach the
+//! `metrics` facade with a `store` label, on every store. One test in this
+//! file, since it installs the process-wide recorder.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use actix_web::cookie::{Cookie, Key};
+use actix_web::{App, test, web};
+use latchkey::{Session, SessionMiddleware};
+use latchkey_tests::http::{post, session_cookie};
+use latchkey_tests::stores::all_backends;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::{CompositeKey, debugging::Snapshot};
+
+/// One reading of the recorder (reading resets its counters).
+type Reading = Vec<(
+    CompositeKey,
+    Option<metrics::Unit>,
+    Option<metrics::SharedString>,
+    DebugValue,
+)>;
+
+fn counter(reading: &Reading, name: &str, labels: &[(&str, &str)]) -> u64 {
+    reading
+        .iter()
+        .filter(|(key, _, _, _)| {
+            key.key().name() == name
+                && labels.iter().all(|(label, value)| {
+                    key.key()
+                        .labels()
+                        .any(|l| l.key() == *label && l.value() == *value)
+                })
+        })
+        .map(|(_, _, _, value)| match value {
+            DebugValue::Counter(n) => *n,
+            other => panic!("{name} is not a counter: {other:?}"),
+        })
+        .sum()
+}
+
+fn histogram_samples(reading: &Reading, name: &str, store: &str) -> usize {
+    reading
+        .iter()
+        .filter(|(key, _, _, _)| {
+            key.key().name() == name
+                && key
+                    .key()
+                    .labels()
+                    .any(|l| l.key() == "store" && l.value() == store)
+        })
+        .map(|(_, _, _, value)| match value {
+            DebugValue::Histogram(samples) => samples.len(),
+            other => panic!("{name} is not a histogram: {other:?}"),
+        })
+        .sum()
+}
+
+#[actix_web::test]
+async fn counts_and_latencies_reach_the_facade_with_the_store_label() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder.install().unwrap();
+
+    for (backend, store) in all_backends().await {
+        let key = Key::generate();
+        let app = test::init_service(
+            App::new()
+                .wrap(
+                    SessionMiddleware::builder(store, key)
+                        .cookie_secure(false)
+                        .build()
+                        .unwrap(),
+                )
+                .route(
+                    "/count",
+                    web::post().to(|session: Session| async move {
+                        session
+                            .update("n", |n: Option<u64>| n.unwrap_or(0) + 1)
+                            .map(|n| n.to_string())
+                    }),
+                )
+                .route(
+                    "/logout",
+                    web::post().to(|session: Session| async move {
+                        session.purge();
+                        "out"
+                    }),
+                ),
+        )
+        .await;
+        let cookie = session_cookie(&post(&app, "/count", None).await).unwrap();
+        post(&app, "/count", Some(&cookie)).await;
+        post(&app, "/count", Some(&Cookie::new("id", "forged"))).await;
+        post(&app, "/logout", Some(&cookie)).await;
+        // The cookie is valid, its session gone.
+        post(&app, "/count", Some(&cookie)).await;
+
+        let store = backend;
+        let reading: Reading = Snapshot::into_vec(snapshotter.snapshot());
+        let ops = "latchkey_store_operations_total";
+        assert!(
+            counter(
+                &reading,
+                ops,
+                &[
+                    ("store", store),
+                    ("operation", "load"),
+                    ("outcome", "found")
+                ]
+            ) >= 2,
+            "{store}: loads that found the session"
+        );
+        assert!(
+            counter(
+                &reading,
+                ops,
+                &[
+                    ("store", store),
+                    ("operation", "save"),
+                    ("outcome", "saved")
+                ]
+            ) >= 1,
+            "{store}: saves"
+        );
+        assert!(
+            counter(
+                &reading,
+                ops,
+                &[
+                    ("store", store),
+                    ("operation", "load"),
+                    ("outcome", "absent")
+                ]
+            ) >= 1,
+            "{store}: the load after logout"
+        );
+        assert_eq!(
+            counter(
+                &reading,
+                "latchkey_cookies_rejected_total",
+                &[("store", store)]
+            ),
+            1,
+            "{store}: the forged cookie"
+        );
+        assert_eq!(
+            counter(
+                &reading,
+                "latchkey_sessions_not_found_total",
+                &[("store", store)]
+            ),
+            1,
+            "{store}: the cookie of a logged-out session"
+        );
+        assert_eq!(
+            counter(
+                &reading,
+                "latchkey_sessions_created_total",
+                &[("store", store)]
+            ),
+            3,
+            "{store}: the first request's, the forged cookie's and the one after logout"
+        );
+        assert!(
+            histogram_samples(&reading, "latchkey_store_operation_duration_seconds", store) >= 5,
+            "{store}: a latency per store operation"
+        );
+    }
+}
