@@ -10,16 +10,18 @@
 //! | `user` | the classic tutorial's routes: set a name, show it, log out |
 //! | `devices` | log in from several clients, list them, log out the others |
 //!
-//! Every binary reads:
+//! Every binary takes these options (`--help` lists them), each also from the
+//! environment:
 //!
-//! | variable | meaning | default |
-//! | --- | --- | --- |
-//! | `PORT` | port on 127.0.0.1 to listen on | `8080` |
-//! | `LATCHKEY_STORE` | which store: `memory`, a `redis://host:port`, `redis-cluster://host:port,host:port` or `postgres://user@host/db` URL | `memory` |
-//! | `LATCHKEY_KEY` | cookie key, at least 64 bytes of secret text | a fresh random key, with a warning |
-//! | `LATCHKEY_SECURE_COOKIE` | `1` to mark the cookie `Secure` (behind TLS) | off, see below |
-//! | `LATCHKEY_IDLE_SECS` (or `--idle SECONDS`) | idle timeout | 24 h; 260 s for `login` and `devices` |
-//! | `RUST_LOG` | log filter | `info` |
+//! | option | variable | meaning | default |
+//! | --- | --- | --- | --- |
+//! | `--port` | `PORT` | port on 127.0.0.1 to listen on | `8080` |
+//! | `--store` | `LATCHKEY_STORE` | which store: `memory`, a `redis://host:port`, `redis-cluster://host:port,host:port` or `postgres://user@host/db` URL | `memory` |
+//! | `--key` | `LATCHKEY_KEY` | cookie key, at least 64 bytes of secret text | a fresh random key, with a warning |
+//! | `--secure-cookie` | `LATCHKEY_SECURE_COOKIE` | mark the cookie `Secure` (behind TLS) | off, see below |
+//! | `--idle SECONDS` | `LATCHKEY_IDLE_SECS` | idle timeout | 24 h; 260 s for `login` and `devices` |
+//! | `--metrics-port PORT` | `LATCHKEY_METRICS_PORT` | serve the session counters at `/metrics` on this separate port | not served |
+//! | | `RUST_LOG` | log filter | `info` |
 //!
 //! The examples serve plain HTTP on 127.0.0.1, so they turn the cookie's
 //! `Secure` flag off: a client that honours it (curl, for one) would otherwise

@@ -1,11 +1,13 @@
-//! What every example binary shares: store, key, port and logging from the environment.
+//! What the example binaries share that is not about sessions: options from
+//! the command line or the environment, logging, and the metrics listener.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::cookie::Key;
-use actix_web::{App, HttpServer, web};
-use latchkey::{AnyStore, SessionMiddleware, SessionMiddlewareBuilder, SessionStore};
+use actix_web::{App, HttpResponse, HttpServer, web};
+use latchkey::{AnyStore, SessionMetrics};
 
 /// Why an example could not start.
 #[derive(Debug)]
@@ -25,14 +27,78 @@ impl From<StartError> for std::io::Error {
     }
 }
 
-/// The store named by `LATCHKEY_STORE` (default `memory`).
-///
-/// # Errors
-///
-/// When the variable names a store this build does not know.
-pub async fn store_from_env() -> Result<AnyStore, StartError> {
-    let spec = std::env::var("LATCHKEY_STORE").unwrap_or_else(|_| "memory".to_owned());
-    store_from_spec(&spec).await
+/// The options every example takes, on the command line or from the
+/// environment (`--help` lists them).
+#[derive(Debug, Clone, clap::Parser)]
+pub struct Options {
+    /// Port to listen on, on 127.0.0.1.
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Session store: `memory`, `redis://host:port`, `redis-cluster://host:port,host:port`
+    /// or `postgres://user@host/db` (migrated on start).
+    #[arg(long, env = "LATCHKEY_STORE", default_value = "memory")]
+    pub store: String,
+    /// Cookie key: at least 64 bytes of secret text. Without it a random key is
+    /// made, so sessions end when the process does.
+    #[arg(long, env = "LATCHKEY_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Idle timeout in seconds (the example's own default otherwise).
+    #[arg(long, env = "LATCHKEY_IDLE_SECS", value_name = "SECONDS")]
+    pub idle: Option<u64>,
+    /// Mark the cookie `Secure`; only behind TLS, since the example serves
+    /// plain HTTP and clients would not send a `Secure` cookie back over it.
+    #[arg(long, env = "LATCHKEY_SECURE_COOKIE")]
+    pub secure_cookie: bool,
+    /// Serve the session counters at `/metrics` on this port of 127.0.0.1,
+    /// apart from the application's port (not served at all without it).
+    #[arg(long, env = "LATCHKEY_METRICS_PORT", value_name = "PORT")]
+    pub metrics_port: Option<u16>,
+}
+
+impl Options {
+    /// The options of the binary `name`, described by `about`; `--help`
+    /// prints them and a bad value stops the process with a message.
+    pub fn parse(name: &'static str, about: &'static str) -> Self {
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let matches = Self::command().name(name).about(about).get_matches();
+        Self::from_arg_matches(&matches).unwrap_or_else(|err| err.exit())
+    }
+
+    /// The store the options name, connected and checked.
+    ///
+    /// # Errors
+    ///
+    /// When the store is unknown or its server does not answer.
+    pub async fn store(&self) -> Result<AnyStore, StartError> {
+        store_from_spec(&self.store).await
+    }
+
+    /// The cookie key, or a fresh one with a warning.
+    ///
+    /// # Errors
+    ///
+    /// When the key given is shorter than 64 bytes.
+    pub fn key(&self) -> Result<Key, StartError> {
+        match &self.key {
+            Some(secret) => Key::try_from(secret.as_bytes()).map_err(|_| {
+                StartError(format!(
+                    "LATCHKEY_KEY is {} bytes; it must be at least 64 (e.g. `openssl rand -base64 64`)",
+                    secret.len()
+                ))
+            }),
+            None => {
+                tracing::warn!(
+                    "LATCHKEY_KEY is not set: using a random key, so sessions end when the process does"
+                );
+                Ok(Key::generate())
+            }
+        }
+    }
+
+    /// The idle timeout given, or `default`.
+    pub fn idle_timeout(&self, default: Duration) -> Duration {
+        self.idle.map_or(default, Duration::from_secs)
+    }
 }
 
 /// The store named by `spec`: `memory`, a `redis://` / `rediss://` URL, a
@@ -54,112 +120,34 @@ pub async fn store_from_spec(spec: &str) -> Result<AnyStore, StartError> {
     })
 }
 
-/// The cookie key from `LATCHKEY_KEY`, or a fresh one with a warning.
+/// Serves `metrics` in Prometheus' text format at `/metrics` on
+/// 127.0.0.1:`port`, in the background, when a port is given: counters are
+/// for operators, not for the application's visitors.
 ///
 /// # Errors
 ///
-/// When `LATCHKEY_KEY` is set but shorter than 64 bytes.
-pub fn key_from_env() -> Result<Key, StartError> {
-    match std::env::var("LATCHKEY_KEY") {
-        Ok(secret) => Key::try_from(secret.as_bytes()).map_err(|_| {
-            StartError(format!(
-                "LATCHKEY_KEY is {} bytes; it must be at least 64 (e.g. `openssl rand -base64 64`)",
-                secret.len()
-            ))
-        }),
-        Err(_) => {
-            tracing::warn!(
-                "LATCHKEY_KEY is not set: using a random key, so sessions end when the process does"
-            );
-            Ok(Key::generate())
-        }
-    }
-}
-
-/// The port from `PORT` (default 8080).
-///
-/// # Errors
-///
-/// When `PORT` is not a port number.
-pub fn port() -> Result<u16, StartError> {
-    match std::env::var("PORT") {
-        Ok(port) => port
-            .parse()
-            .map_err(|_| StartError(format!("PORT={port:?} is not a port number"))),
-        Err(_) => Ok(8080),
-    }
-}
-
-/// The middleware settings every example shares.
-///
-/// `Secure` is off unless `LATCHKEY_SECURE_COOKIE=1`, because the examples serve
-/// plain HTTP on 127.0.0.1; see the crate docs.
-pub fn session_builder(store: impl SessionStore, key: Key) -> SessionMiddlewareBuilder {
-    let secure = std::env::var("LATCHKEY_SECURE_COOKIE").is_ok_and(|v| v == "1");
-    SessionMiddleware::builder(store, key).cookie_secure(secure)
-}
-
-/// The idle timeout: `--idle SECONDS` on the command line, else
-/// `LATCHKEY_IDLE_SECS`, else `default`.
-///
-/// # Errors
-///
-/// When the value given is not a whole number of seconds.
-pub fn idle_timeout(default: Duration) -> Result<Duration, StartError> {
-    let mut args = std::env::args().skip_while(|arg| arg != "--idle").skip(1);
-    let given = args
-        .next()
-        .or_else(|| std::env::var("LATCHKEY_IDLE_SECS").ok());
-    match given {
-        Some(text) => text.parse().map(Duration::from_secs).map_err(|_| {
-            StartError(format!(
-                "idle timeout {text:?} is not a whole number of seconds"
-            ))
-        }),
-        None => Ok(default),
-    }
-}
-
-/// Serves an example on 127.0.0.1:`PORT` with the store, key and idle timeout
-/// from the environment; `configure` adds the example's routes and data.
-///
-/// # Errors
-///
-/// When the configuration is unusable or the port cannot be bound.
-pub async fn serve<F>(name: &str, default_idle: Duration, configure: F) -> std::io::Result<()>
-where
-    F: Fn(&mut web::ServiceConfig, &AnyStore, Duration) + Clone + Send + 'static,
-{
-    init_tracing();
-    let store = store_from_env().await?;
-    let key = key_from_env()?;
-    let port = port()?;
-    let idle = idle_timeout(default_idle)?;
-    let sessions = session_builder(store.clone(), key)
-        .idle_timeout(idle)
-        .build()
-        .map_err(std::io::Error::other)?;
-    tracing::info!(
-        "{name} listening on http://127.0.0.1:{port}/ (idle timeout {idle:?}; counters at /metrics)"
-    );
-    let metrics = web::Data::from(sessions.metrics());
-    HttpServer::new(move || {
-        let configure = configure.clone();
-        let store = store.clone();
+/// When the port cannot be bound.
+pub fn serve_metrics(port: Option<u16>, metrics: Arc<SessionMetrics>) -> std::io::Result<()> {
+    let Some(port) = port else {
+        return Ok(());
+    };
+    let metrics = web::Data::from(metrics);
+    let server = HttpServer::new(move || {
         App::new()
-            .wrap(sessions.clone())
             .app_data(metrics.clone())
             .route("/metrics", web::get().to(metrics_text))
-            .configure(move |cfg| configure(cfg, &store, idle))
     })
+    .workers(1)
     .bind(("127.0.0.1", port))?
-    .run()
-    .await
+    .run();
+    tracing::info!("session counters at http://127.0.0.1:{port}/metrics");
+    actix_web::rt::spawn(server);
+    Ok(())
 }
 
 /// The session counters in Prometheus' text format.
-pub async fn metrics_text(metrics: web::Data<latchkey::SessionMetrics>) -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok()
+async fn metrics_text(metrics: web::Data<SessionMetrics>) -> HttpResponse {
+    HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(metrics.snapshot().to_prometheus("latchkey"))
 }

@@ -426,6 +426,7 @@ async fn persistent_cookies_carry_max_age() {
         let middleware = builder(store, &Key::generate())
             .cookie_lifetime(latchkey::CookieLifetime::Persistent)
             .idle_timeout(Duration::from_secs(600))
+            .idle_extension_interval(Duration::from_millis(300))
             .build()
             .unwrap();
         let app = service(middleware).await;
@@ -438,11 +439,16 @@ async fn persistent_cookies_carry_max_age() {
             (598..=600).contains(&max_age),
             "{backend}: Max-Age follows the idle timeout, got {max_age}"
         );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        let within = get(&app, "/count", Some(&cookie)).await;
+        assert!(
+            session_cookie(&within).is_none(),
+            "{backend}: a save inside the extension interval keeps the deadline, and sends no cookie"
+        );
+        tokio::time::sleep(Duration::from_millis(350)).await;
         let saved = get(&app, "/count", Some(&cookie)).await;
         assert!(
             session_cookie(&saved).is_some_and(|c| c.max_age().is_some()),
-            "{backend}: a save moves the idle deadline, and the cookie's Max-Age is re-sent"
+            "{backend}: a save after the interval moves the idle deadline, and the cookie's Max-Age is re-sent"
         );
         let read = get(&app, "/read", Some(&cookie)).await;
         assert!(

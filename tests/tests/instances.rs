@@ -164,3 +164,57 @@ async fn on_a_redis_cluster() {
 async fn on_postgres() {
     two_instances_share_sessions("postgres", &database_url()).await;
 }
+
+/// The session counters are served only on the metrics port, when one is
+/// given, never on the application's own port.
+#[actix_web::test]
+async fn metrics_are_served_only_on_their_own_port() {
+    let client = awc::Client::default();
+    let public = start("memory");
+    let res = client
+        .get(format!("{}/metrics", public.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404, "no counters on the public port");
+
+    let (port, metrics_port) = (free_port().unwrap(), free_port().unwrap());
+    let child = Command::new(env!("CARGO_BIN_EXE_instance"))
+        .args(["--store", "memory", "--key", KEY])
+        .args(["--port", &port.to_string()])
+        .args(["--metrics-port", &metrics_port.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let instance = Instance {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    wait_for_port(port, Duration::from_secs(30)).unwrap();
+    wait_for_port(metrics_port, Duration::from_secs(30)).unwrap();
+    let res = client
+        .get(format!("{}/counter/", instance.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut res = client
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
+    assert!(
+        text.contains("latchkey_sessions_created_total 1"),
+        "the counter request's session is counted:\n{text}"
+    );
+    let res = client
+        .get(format!("{}/metrics", instance.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404, "still none on the public port");
+}

@@ -76,6 +76,24 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// A free port for a cluster node: Redis also listens on the port + 10000 for
+/// the cluster bus, so that one must be free too, and exist (an ephemeral
+/// port above 55535 has none, and the node would not start).
+fn free_cluster_port() -> std::io::Result<u16> {
+    for _ in 0..200 {
+        let port = free_port()?;
+        let Some(bus) = port.checked_add(10_000) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", bus)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::other(
+        "no free port with a free cluster-bus port (port + 10000)",
+    ))
+}
+
 /// A `redis-server` of a test's own on a loopback port, for tests that need a
 /// fault (a stopped server) without touching the shared one. Killed on drop.
 #[derive(Debug)]
@@ -227,7 +245,7 @@ impl PrivateRedisCluster {
         std::fs::create_dir_all(&dir)?;
         let mut nodes = Vec::new();
         for _ in 0..6 {
-            let port = free_port()?;
+            let port = free_cluster_port()?;
             let node_dir = dir.join(port.to_string());
             std::fs::create_dir_all(&node_dir)?;
             let mut node = PrivateRedis {

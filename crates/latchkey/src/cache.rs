@@ -133,6 +133,39 @@ impl Cache {
         self.insert_unless_older(id, &record);
     }
 
+    /// Caches what a save through this cache stored, only over the copy the
+    /// save replaced (at `expected`): a touch through this cache since that
+    /// copy was cached dropped it, and the store keeps the touch's later idle
+    /// deadline, which the saved record may lack. Without that copy, or after an
+    /// invalidation since the save began, the id is dropped instead.
+    fn saved(&self, id: &SessionId, mut record: Record, expected: u64, generation: u64) {
+        let _shard = self.lock(id);
+        let replaced = self
+            .entries
+            .get(id)
+            .filter(|cached| cached.record.version == expected);
+        match replaced {
+            Some(replaced) if self.generation(id) == generation => {
+                // As the store does: the idle deadline never moves earlier.
+                record.deadlines.idle = record
+                    .deadlines
+                    .idle
+                    .max(replaced.record.deadlines.idle)
+                    .min(record.deadlines.absolute);
+                self.entries.insert(
+                    *id,
+                    Cached {
+                        record,
+                        fetched: Instant::now(),
+                    },
+                );
+            }
+            _ => {
+                self.entries.remove(id);
+            }
+        }
+    }
+
     fn insert_unless_older(&self, id: &SessionId, record: &Record) {
         let newer_cached = self
             .entries
@@ -268,7 +301,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
             Ok(SaveOutcome::Saved(version)) => {
                 let mut stored = record.clone();
                 stored.version = *version;
-                cache.written(id, stored, generation);
+                cache.saved(id, stored, expected_version, generation);
             }
             // A conflict means our copy was stale; a failure leaves us unsure.
             _ => cache.invalidate(id),

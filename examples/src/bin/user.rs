@@ -2,12 +2,30 @@
 
 use std::time::Duration;
 
-use latchkey_examples::{support, user};
+use actix_web::{App, HttpServer};
+use latchkey::SessionMiddleware;
+use latchkey_examples::support::{self, Options};
+use latchkey_examples::user;
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    support::serve("user", Duration::from_secs(24 * 3600), |cfg, _, _| {
-        user::routes(cfg)
-    })
-    .await
+    let options = Options::parse(
+        "user",
+        "The classic tutorial's routes: set a name (renewing the session), show it, log out.",
+    );
+    support::init_tracing();
+
+    let store = options.store().await?;
+    let sessions = SessionMiddleware::builder(store, options.key()?)
+        .cookie_secure(options.secure_cookie)
+        .idle_timeout(options.idle_timeout(Duration::from_secs(24 * 3600)))
+        .build()
+        .map_err(std::io::Error::other)?;
+    support::serve_metrics(options.metrics_port, sessions.metrics())?;
+
+    tracing::info!("user listening on http://127.0.0.1:{}/", options.port);
+    HttpServer::new(move || App::new().wrap(sessions.clone()).configure(user::routes))
+        .bind(("127.0.0.1", options.port))?
+        .run()
+        .await
 }
