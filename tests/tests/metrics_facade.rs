@@ -161,6 +161,15 @@ async fn counts_and_latencies_reach_the_facade_with_the_store_label() {
             3,
             "{store}: the first request's, the forged cookie's and the one after logout"
         );
+        assert_eq!(
+            counter(
+                &reading,
+                "latchkey_sessions_destroyed_total",
+                &[("store", store)]
+            ),
+            1,
+            "{store}: the logout"
+        );
         assert!(
             histogram_samples(&reading, "latchkey_store_operation_duration_seconds", store) >= 5,
             "{store}: a latency per store operation"
