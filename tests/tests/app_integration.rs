@@ -561,3 +561,105 @@ async fn loading_before_routing_answers_the_store_status_when_the_store_fails() 
     // Without a cookie there is nothing to load, and nothing fails.
     assert_eq!(body(get(&app, "/", None).await).await, "served");
 }
+
+/// Outside `SessionMiddleware`, after it wrote the session back: the session is
+/// refused rather than handed out blank, and a handle kept from the request
+/// refuses changes, so nothing is silently lost.
+#[actix_web::test]
+async fn the_session_is_refused_after_the_write_back() {
+    async fn late(
+        req: ServiceRequest,
+        next: Next<impl MessageBody + 'static>,
+    ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+        let res = next.call(req).await?;
+        let outcome = match res.session().await {
+            Ok(_) => "handed out".to_owned(),
+            Err(err) => format!("refused: {err}"),
+        };
+        let mut res = res.map_into_boxed_body();
+        res.headers_mut().insert(
+            header::HeaderName::from_static("x-late"),
+            header::HeaderValue::from_str(&outcome).unwrap(),
+        );
+        Ok(res)
+    }
+    let kept: std::sync::Arc<std::sync::Mutex<Option<Session>>> = std::sync::Arc::default();
+    let keeper = std::sync::Arc::clone(&kept);
+    let sessions = TestSessions::new();
+    let cookie = sessions.seed(json!({ "n": 1 }), None).await.unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(sessions.middleware())
+            .wrap(from_fn(late))
+            .route(
+                "/",
+                web::post().to(move |session: Session| {
+                    let keeper = std::sync::Arc::clone(&keeper);
+                    async move {
+                        session.insert("n", 2)?;
+                        *keeper.lock().unwrap() = Some(session);
+                        Ok::<_, latchkey::Error>("kept")
+                    }
+                }),
+            ),
+    )
+    .await;
+    let res = post(&app, "/", Some(&cookie)).await;
+    let late = res
+        .headers()
+        .get("x-late")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(late.starts_with("refused"), "{late}");
+    let saved = sessions.saved(&cookie).await.unwrap().unwrap();
+    assert_eq!(saved.data["n"], 2, "the handler's change was written back");
+    let handle = kept.lock().unwrap().take().unwrap();
+    assert!(matches!(
+        handle.insert("n", 3),
+        Err(latchkey::Error::WrittenBack)
+    ));
+    assert_eq!(sessions.saved(&cookie).await.unwrap().unwrap().data["n"], 2);
+}
+
+/// `take` replayed after a conflict removes only the value it took: a newer
+/// one another request wrote meanwhile stays.
+#[actix_web::test]
+async fn a_replayed_take_leaves_a_newer_value() {
+    let sessions = TestSessions::new();
+    let cookie = sessions.seed(json!({ "notice": "A" }), None).await.unwrap();
+    let (first, taking) = sessions
+        .request(test::TestRequest::default().cookie(cookie.clone()))
+        .await
+        .unwrap();
+    let (second, writing) = sessions
+        .request(test::TestRequest::default().cookie(cookie.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        taking.take::<String>("notice").unwrap().as_deref(),
+        Some("A")
+    );
+    writing.insert("notice", "B").unwrap();
+    sessions.finish(&second).await.unwrap();
+    sessions.finish(&first).await.unwrap();
+    let saved = sessions.saved(&cookie).await.unwrap().unwrap();
+    assert_eq!(saved.data.get("notice"), Some(&json!("B")));
+}
+
+/// Seeding and reading back are test set-up: the middleware's metrics do not
+/// count them.
+#[actix_web::test]
+async fn test_set_up_stays_out_of_the_metrics() {
+    let middleware = middleware(latchkey::memory::MemoryStore::new(), &Key::generate());
+    let metrics = middleware.metrics();
+    let sessions = TestSessions::for_middleware(&middleware);
+    let cookie = sessions.seed(json!({ "n": 1 }), None).await.unwrap();
+    assert!(sessions.saved(&cookie).await.unwrap().is_some());
+    let counts = metrics.snapshot();
+    assert_eq!(
+        (counts.loads, counts.creates, counts.sessions_created),
+        (0, 0, 0)
+    );
+}

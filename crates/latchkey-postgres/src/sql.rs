@@ -7,6 +7,7 @@ use crate::ident::Identifier;
 pub(crate) struct Statements {
     pub(crate) load: String,
     pub(crate) create: String,
+    pub(crate) replace_expired: String,
     pub(crate) save: String,
     pub(crate) is_live: String,
     pub(crate) touch: String,
@@ -25,18 +26,21 @@ impl Statements {
         Self {
             // $1 id, $2 now
             load: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1 AND expires_at > $2"),
-            // $1 id, $2 data, $3 owner, $4 created, $5 idle, $6 absolute, $7 now.
-            // An expired row under the id is replaced; a live one is a collision
-            // (no row returned). One statement: a row deleted while this one
-            // waits on it is no collision either.
+            // $1 id, $2 data, $3 owner, $4 created, $5 idle, $6 absolute. A
+            // plain insert, the common case; a unique violation (a live
+            // session, or an expired row not cleaned up yet) goes on to
+            // `replace_expired`.
             create: format!(
-                "INSERT INTO {t} AS s (id, data, version, owner, created_at, idle_expires_at, absolute_expires_at) \
-                 VALUES ($1, $2, 1, $3, $4, $5, $6) \
-                 ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, version = 1, owner = EXCLUDED.owner, \
-                 created_at = EXCLUDED.created_at, idle_expires_at = EXCLUDED.idle_expires_at, \
-                 absolute_expires_at = EXCLUDED.absolute_expires_at \
-                 WHERE s.expires_at <= $7 \
-                 RETURNING 1"
+                "INSERT INTO {t} (id, data, version, owner, created_at, idle_expires_at, absolute_expires_at) \
+                 VALUES ($1, $2, 1, $3, $4, $5, $6)"
+            ),
+            // $1 id, $2 data, $3 owner, $4 created, $5 idle, $6 absolute, $7 now.
+            // Takes over an expired row under the id; no row updated means a
+            // live session holds it, or the row went meanwhile (`is_live` tells).
+            replace_expired: format!(
+                "UPDATE {t} SET data = $2, version = 1, owner = $3, created_at = $4, \
+                 idle_expires_at = $5, absolute_expires_at = $6 \
+                 WHERE id = $1 AND expires_at <= $7"
             ),
             // $1 id, $2 expected version, $3 data, $4 owner, $5 idle, $6 absolute, $7 now.
             // The idle deadline never moves earlier (a touch since the load
@@ -44,7 +48,7 @@ impl Statements {
             // a missing session, which `is_live` tells apart.
             save: format!(
                 "UPDATE {t} SET data = $3, version = version + 1, owner = $4, \
-                 idle_expires_at = greatest(idle_expires_at, $5), absolute_expires_at = $6 \
+                 idle_expires_at = least(greatest(idle_expires_at, $5), $6), absolute_expires_at = $6 \
                  WHERE id = $1 AND version = $2 AND expires_at > $7 \
                  RETURNING version"
             ),

@@ -12,6 +12,7 @@ use latchkey_core::{
     Deadlines, DeleteOutcome, Record, RuntimeSlot, SaveOutcome, SessionData, SessionId,
     SessionStore, StoreError, Timestamp,
 };
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
 use tokio_postgres::{NoTls, Row};
 
@@ -614,6 +615,11 @@ impl Drop for Detached {
     }
 }
 
+/// How often `create` tries again when the row that blocked its insert went
+/// away before it could be taken over; past it, a collision is reported and
+/// the caller draws a new id.
+const CREATE_ATTEMPTS: usize = 3;
+
 /// The most statements `delete_by_owner` runs: each after the second only finds
 /// sessions renewed while the previous one ran.
 const DELETE_BY_OWNER_PASSES: usize = 8;
@@ -651,14 +657,38 @@ impl SessionStore for PostgresStore {
         let owner = record.owner.as_deref();
         let inserted = self
             .run_once(|client| async move {
-                let stmt = client.prepare_cached(&self.shared.sql.create).await?;
-                Ok(client
-                    .query_opt(
-                        &stmt,
-                        &[&key, data, &owner, &created, &idle, &absolute, &now],
-                    )
-                    .await?
-                    .is_some())
+                let insert = client.prepare_cached(&self.shared.sql.create).await?;
+                let replace = client
+                    .prepare_cached(&self.shared.sql.replace_expired)
+                    .await?;
+                let is_live = client.prepare_cached(&self.shared.sql.is_live).await?;
+                for _ in 0..CREATE_ATTEMPTS {
+                    match client
+                        .execute(&insert, &[&key, data, &owner, &created, &idle, &absolute])
+                        .await
+                    {
+                        Ok(_) => return Ok(true),
+                        // Refused by the server, so nothing was written: the
+                        // row under the id is live, expired, or going away.
+                        Err(err) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
+                        Err(err) => return Err(err.into()),
+                    }
+                    let replaced = client
+                        .execute(
+                            &replace,
+                            &[&key, data, &owner, &created, &idle, &absolute, &now],
+                        )
+                        .await?;
+                    if replaced == 1 {
+                        return Ok(true);
+                    }
+                    if client.query_opt(&is_live, &[&key, &now]).await?.is_some() {
+                        return Ok(false);
+                    }
+                    // The row went between the insert and the update (cleanup,
+                    // a delete): the id is free, insert again.
+                }
+                Ok(false)
             })
             .await?;
         if inserted {

@@ -20,7 +20,7 @@ return 1
 
 /// Compare-and-set. KEYS[1] session; ARGV expected, data, has_owner, owner, idle,
 /// absolute, now. The idle deadline never moves earlier (a touch since the load
-/// moved it later without a new version). Returns `{new version, 1 if the
+/// moved it later without a new version), nor past the absolute one. Returns `{new version, 1 if the
 /// owner's index is known to hold the session (or there is no owner), else 0}`,
 /// -1 when missing (absent, or expired by the application's clock), -2 on
 /// conflict.
@@ -30,14 +30,14 @@ if not f[1] then return -1 end
 if math.min(tonumber(f[2]), tonumber(f[3])) <= tonumber(ARGV[7]) then return -1 end
 if f[1] ~= ARGV[1] then return -2 end
 local version = tonumber(f[1]) + 1
-local idle = math.max(tonumber(f[2]), tonumber(ARGV[5]))
+local idle = math.min(math.max(tonumber(f[2]), tonumber(ARGV[5])), tonumber(ARGV[6]))
 if ARGV[3] == '1' then
   redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[2], 'i', idle, 'a', ARGV[6], 'o', ARGV[4])
 else
   redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[2], 'i', idle, 'a', ARGV[6])
   if f[4] then redis.call('HDEL', KEYS[1], 'o') end
 end
-redis.call('PEXPIREAT', KEYS[1], math.min(idle, tonumber(ARGV[6])))
+redis.call('PEXPIREAT', KEYS[1], idle)
 local indexed = ARGV[3] ~= '1' or redis.call('HEXISTS', KEYS[1], 'x:' .. ARGV[4]) == 1
 return {version, indexed and 1 or 0}
 ";

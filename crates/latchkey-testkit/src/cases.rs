@@ -265,6 +265,19 @@ pub async fn save_never_moves_the_idle_deadline_earlier<S: SessionStore>(store: 
     );
     let loaded = load(&store, &id).await.expect("still there");
     assert_eq!(loaded.deadlines.idle, later.idle + Duration::from_secs(60));
+    // Nor past the absolute deadline, when a save lowers that one.
+    let mut shortened = loaded.clone();
+    shortened.deadlines.absolute = record.deadlines.idle;
+    assert_eq!(
+        save(&store, &id, &shortened, loaded.version).await,
+        SaveOutcome::Saved(4)
+    );
+    let loaded = load(&store, &id).await.expect("still there");
+    assert_eq!(loaded.deadlines.absolute, record.deadlines.idle);
+    assert_eq!(
+        loaded.deadlines.idle, loaded.deadlines.absolute,
+        "the idle deadline is capped at the absolute one"
+    );
 }
 
 /// `save` writes only at the expected version and bumps it; a stale writer gets

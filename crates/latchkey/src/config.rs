@@ -659,7 +659,10 @@ impl SessionMiddlewareBuilder {
     ///
     /// Default: off. Sessions load only when something takes them, so routes
     /// that never use the session (health checks, static files) cost no store
-    /// access. Turn it on only for apps whose guards need the session; on a
+    /// access. When on, every request with a session cookie counts as using
+    /// the session: it loads it, may move its idle deadline (a touch, when the
+    /// extension is due) and may re-send the cookie (persistent cookies, a
+    /// rotated key), on every route. Turn it on only for apps whose guards need the session; on a
     /// scope that needs it, a `from_fn` middleware using
     /// [`SessionExt`](crate::SessionExt) loads it for that scope alone.
     ///

@@ -76,6 +76,11 @@ pub enum Error {
     /// `Session` was extracted in an app without `SessionMiddleware`.
     #[error("Session was used without SessionMiddleware wrapping the app")]
     MissingMiddleware,
+    /// The session was taken or changed after the middleware wrote it back (in
+    /// a middleware outside `SessionMiddleware`, or through a `Session` kept
+    /// past the request): nothing done then could be saved.
+    #[error("the session was used after SessionMiddleware wrote it back")]
+    WrittenBack,
 }
 
 impl Error {

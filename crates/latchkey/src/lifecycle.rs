@@ -600,17 +600,25 @@ fn saved_deadlines(deadlines: Deadlines, config: &Config, now: Timestamp) -> Dea
 }
 
 /// Stores `record` under a fresh token, drawing another on the rare collision.
-pub(crate) async fn create(store: &ObservedStore, record: &Record) -> Result<SessionToken, Error> {
+async fn create(store: &ObservedStore, record: &Record) -> Result<SessionToken, Error> {
+    let token = create_with_fresh_token(store, record).await?;
+    store.metrics().session_created();
+    tracing::debug!(session = %token.id(), "session created");
+    Ok(token)
+}
+
+/// Stores `record` in `store` under a fresh token, drawing another on the rare
+/// collision.
+pub(crate) async fn create_with_fresh_token(
+    store: &impl latchkey_core::SessionStore,
+    record: &Record,
+) -> Result<SessionToken, Error> {
     let mut attempts = 0;
     loop {
         let token =
             SessionToken::generate().map_err(|e| StoreError::backend("token generator", e))?;
         match store.create(&token.id(), record).await {
-            Ok(()) => {
-                store.metrics().session_created();
-                tracing::debug!(session = %token.id(), "session created");
-                return Ok(token);
-            }
+            Ok(()) => return Ok(token),
             Err(StoreError::IdCollision) if attempts + 1 < CREATE_ATTEMPTS => attempts += 1,
             Err(err) => return Err(err.into()),
         }

@@ -258,6 +258,13 @@ impl ObservedStore {
         &self.metrics
     }
 
+    /// The store itself, for work that must not count as the application's
+    /// (test set-up).
+    #[cfg(feature = "test-util")]
+    pub(crate) fn unobserved(&self) -> &AnyStore {
+        &self.inner
+    }
+
     pub(crate) fn metrics_handle(&self) -> Arc<SessionMetrics> {
         Arc::clone(&self.metrics)
     }

@@ -170,11 +170,16 @@ where
                 // `SessionExt`) and gave no response back: answer as for a
                 // handler, with the configured status.
                 Err(err) if err.as_error::<Error>().is_some_and(Error::is_store_failure) => {
+                    slot.close();
                     tracing::error!("session store failed while loading a session");
                     return Err(StoreUnavailable(config.store_error_status).into());
                 }
-                Err(err) => return Err(err),
+                Err(err) => {
+                    slot.close();
+                    return Err(err);
+                }
             };
+            slot.close();
             if handler_hit_store_failure(&res) {
                 tracing::error!("session store failed while loading a session");
                 return Ok(store_failure(res, &config));

@@ -2,9 +2,10 @@
 //!
 //! The merge rule after a compare-and-set conflict: this request's operations are
 //! replayed, in the order they were made, on the session as another request left
-//! it. `Insert` overwrites, `Remove` removes, `Update` runs its function again on
-//! the fresh value, `Clear` empties the fresh values (including keys the other
-//! request wrote), `SetOwner` overwrites the owner. Keys this request did not
+//! it. `Insert` overwrites, `Remove` removes, `Take` removes only the value it
+//! took (a newer one another request wrote stays), `Update` runs its function
+//! again on the fresh value, `Clear` empties the fresh values (including keys
+//! the other request wrote), `SetOwner` overwrites the owner. Keys this request did not
 //! touch keep the other request's values.
 
 use std::fmt;
@@ -25,6 +26,7 @@ type UpdateFn = Arc<dyn Fn(Option<&Value>) -> Result<Value, Error> + Send + Sync
 pub(crate) enum Op {
     Insert(String, Value),
     Remove(String),
+    Take(String, Value),
     Update(String, UpdateFn),
     Clear,
     SetOwner(Option<String>),
@@ -35,6 +37,7 @@ impl fmt::Debug for Op {
         match self {
             Op::Insert(key, _) => write!(f, "Insert({key:?})"),
             Op::Remove(key) => write!(f, "Remove({key:?})"),
+            Op::Take(key, _) => write!(f, "Take({key:?})"),
             Op::Update(key, _) => write!(f, "Update({key:?})"),
             Op::Clear => f.write_str("Clear"),
             Op::SetOwner(_) => f.write_str("SetOwner"),
@@ -86,6 +89,13 @@ impl Op {
                 None
             }
             Op::Remove(key) => data.remove(key),
+            Op::Take(key, taken) => {
+                if data.get(key) == Some(taken) {
+                    data.remove(key)
+                } else {
+                    None
+                }
+            }
             Op::Update(key, f) => {
                 let next = f(data.get(key))?;
                 data.insert(key.clone(), next.clone());

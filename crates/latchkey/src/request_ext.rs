@@ -22,7 +22,10 @@ use crate::session::{Session, SessionSlot};
 /// can wait on the store, hence `async`. The code must run inside
 /// [`SessionMiddleware`](crate::SessionMiddleware): register it with `wrap`
 /// *before* the session middleware (actix-web runs the last `wrap` first).
-/// Otherwise the future answers [`Error::MissingMiddleware`].
+/// Otherwise the future answers [`Error::MissingMiddleware`], or, in a
+/// middleware outside it once the session was written back,
+/// [`Error::WrittenBack`] (and a `Session` kept past the write-back refuses
+/// changes with that error).
 ///
 /// Guards (`actix_web::guard::Guard`) are synchronous and cannot load; they
 /// read a session loaded before routing with [`SessionGuardExt`].

@@ -50,6 +50,9 @@ pub(crate) struct SessionSlot {
     /// Filled by the first extractor; later ones, even concurrent ones, wait
     /// for that one load instead of loading again.
     pub(crate) loaded: OnceCell<Arc<Mutex<State>>>,
+    /// Set once the middleware is past the inner service: a session taken
+    /// after that could not be written back.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// What the request's cookie was worth.
@@ -136,6 +139,9 @@ pub(crate) struct State {
     pub(crate) ended: Option<SessionToken>,
     /// What loading took, charged to the session deadline.
     pub(crate) load_took: Duration,
+    /// Left behind by the write-back for `Session` handles kept past it:
+    /// their changes could not be saved, so they are refused.
+    sealed: bool,
 }
 
 /// Checks the limits on values about to be kept.
@@ -167,6 +173,7 @@ impl State {
             intent: Intent::Keep,
             ended: None,
             load_took: Duration::ZERO,
+            sealed: false,
         }
     }
 
@@ -209,10 +216,19 @@ impl State {
     /// Applies `op` to the working copy if the result stays within the limits,
     /// and records it for replay; on error the session is left as it was.
     fn apply(&mut self, op: Op, config: &Config) -> Result<Option<Value>, Error> {
+        if self.sealed {
+            tracing::warn!(
+                ?op,
+                "session changed after it was written back; the change is lost"
+            );
+            return Err(Error::WrittenBack);
+        }
         let mut data = self.data.clone();
         let mut owner = self.owner.clone();
         let result = op.apply(&mut data, &mut owner)?;
-        if data.len() > config.max_keys || op.can_grow() {
+        // Only a change that can grow the session is checked: one that shrinks
+        // a session over a lowered limit must still go through.
+        if op.can_grow() {
             check_limits(&data, config)?;
         }
         let before_data = std::mem::replace(&mut self.data, data);
@@ -407,9 +423,13 @@ impl Session {
         self.state().apply(op, &self.config).ok().flatten()
     }
 
-    /// Removes `key` and returns its value as a `T` (a flash message, a
-    /// one-time value); `Ok(None)` when absent. A value that is not a `T` is
-    /// left in place.
+    /// Removes `key` and returns its value as a `T` (a flash message);
+    /// `Ok(None)` when absent. A value that is not a `T` is left in place.
+    ///
+    /// If another request changed the session meanwhile, only the value taken
+    /// is removed: a newer value another request wrote under `key` stays. Two
+    /// requests that load the session at once can both take the same value,
+    /// so `take` does not make a value single-use.
     ///
     /// # Errors
     ///
@@ -433,7 +453,8 @@ impl Session {
             key: key.to_owned(),
             source,
         })?;
-        state.apply(Op::Remove(key.to_owned()), &self.config)?;
+        let taken = value.clone();
+        state.apply(Op::Take(key.to_owned(), taken), &self.config)?;
         Ok(Some(typed))
     }
 
@@ -712,11 +733,15 @@ impl SessionSlot {
         Self {
             config,
             loaded: OnceCell::new(),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     /// Loads the session named by the request's cookie, once per request.
     pub(crate) async fn session(&self, req: &HttpRequest) -> Result<Session, Error> {
+        if self.is_closed() {
+            return Err(Error::WrittenBack);
+        }
         let state = self
             .loaded
             .get_or_try_init(|| async {
@@ -735,6 +760,16 @@ impl SessionSlot {
         })
     }
 
+    /// Refuses every later `session()`: the write-back is about to run.
+    pub(crate) fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// The session, if something loaded it already during the request.
     pub(crate) fn loaded_session(&self) -> Option<Session> {
         self.loaded.get().map(|state| Session {
@@ -745,10 +780,12 @@ impl SessionSlot {
 
     /// The state, if any extractor loaded it during the request.
     pub(crate) fn take_loaded(&self) -> Option<State> {
+        self.close();
         let shared = self.loaded.get()?;
         let mut state = lock(shared);
-        let cookie = state.cookie;
-        Some(std::mem::replace(&mut *state, State::fresh(cookie)))
+        let mut written_back = State::fresh(state.cookie);
+        written_back.sealed = true;
+        Some(std::mem::replace(&mut *state, written_back))
     }
 }
 

@@ -114,40 +114,59 @@ fn memory() -> Result<AnyStore, StoreUrlError> {
 #[cfg(any(feature = "redis", feature = "postgres"))]
 /// Splits latchkey's own `names` off the URL's query: the URL for the driver,
 /// and the values found.
-fn take_params<const N: usize>(url: &str, names: [&str; N]) -> (String, [Option<String>; N]) {
+fn take_params<const N: usize>(
+    url: &str,
+    names: [&str; N],
+) -> Result<(String, [Option<String>; N]), StoreUrlError> {
     let mut found = [const { None }; N];
-    let Some((base, query)) = url.split_once('?') else {
-        return (url.to_owned(), found);
+    // The query starts after the host: a password may hold a `?`.
+    let host_start = url.rfind('@').map_or(0, |at| at + 1);
+    let (url, fragment) = match url[host_start..].find('#') {
+        Some(hash) => url.split_at(host_start + hash),
+        None => (url, ""),
     };
+    let Some(question) = url[host_start..].find('?') else {
+        return Ok((format!("{url}{fragment}"), found));
+    };
+    let (base, query) = (
+        &url[..host_start + question],
+        &url[host_start + question + 1..],
+    );
     let mut rest = Vec::new();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         match names.iter().position(|ours| *ours == name) {
+            Some(_) if value.is_empty() => {
+                return Err(StoreUrlError::InvalidUrl {
+                    store: "session store",
+                    source: format!("the `{name}` parameter has no value").into(),
+                });
+            }
             Some(index) => found[index] = Some(value.to_owned()),
             None => rest.push(pair),
         }
     }
     let url = if rest.is_empty() {
-        base.to_owned()
+        format!("{base}{fragment}")
     } else {
-        format!("{base}?{}", rest.join("&"))
+        format!("{base}?{}{fragment}", rest.join("&"))
     };
-    (url, found)
+    Ok((url, found))
 }
 
 #[cfg(feature = "redis")]
-fn redis_builder(url: &str) -> crate::redis::RedisStoreBuilder {
-    let (url, [prefix]) = take_params(url, ["prefix"]);
+fn redis_builder(url: &str) -> Result<crate::redis::RedisStoreBuilder, StoreUrlError> {
+    let (url, [prefix]) = take_params(url, ["prefix"])?;
     let builder = crate::redis::RedisStore::builder(url);
-    match prefix {
+    Ok(match prefix {
         Some(prefix) => builder.prefix(prefix),
         None => builder,
-    }
+    })
 }
 
 #[cfg(feature = "redis")]
 async fn redis(url: &str) -> Result<AnyStore, StoreUrlError> {
-    let store = redis_builder(url)
+    let store = redis_builder(url)?
         .build()
         .map_err(|err| StoreUrlError::InvalidUrl {
             store: "redis",
@@ -165,30 +184,51 @@ async fn redis(url: &str) -> Result<AnyStore, StoreUrlError> {
 
 #[cfg(feature = "redis")]
 async fn redis_cluster(url: &str) -> Result<AnyStore, StoreUrlError> {
-    let (url, [prefix]) = take_params(url, ["prefix"]);
-    let nodes: Vec<String> = url
-        .trim_start_matches("redis-cluster://")
-        .split(',')
-        .filter(|node| !node.is_empty())
-        .map(|node| format!("redis://{node}"))
-        .collect();
+    let (url, [prefix]) = take_params(url, ["prefix"])?;
+    let nodes = cluster_nodes(&url);
     if nodes.is_empty() {
         return Err(StoreUrlError::InvalidUrl {
             store: "redis-cluster",
             source: "no node given; use redis-cluster://host:port,host:port".into(),
         });
     }
+    let unreachable = |source| StoreUrlError::Unreachable {
+        store: "redis-cluster",
+        source,
+    };
     let store =
         crate::redis::RedisStore::connect_cluster(nodes, crate::redis::DEFAULT_COMMAND_TIMEOUT)
             .await
-            .map_err(|source| StoreUrlError::Unreachable {
-                store: "redis-cluster",
-                source,
-            })?;
-    Ok(AnyStore::new(match prefix {
+            .map_err(unreachable)?;
+    let store = match prefix {
         Some(prefix) => store.with_prefix(prefix),
         None => store,
-    }))
+    };
+    store.ping().await.map_err(unreachable)?;
+    Ok(AnyStore::new(store))
+}
+
+/// One `redis://` URL per node of `redis-cluster://[user:password@]host:port,…
+/// [/db][?parameters][#fragment]`: each node gets the credentials and the
+/// driver's parameters.
+#[cfg(feature = "redis")]
+fn cluster_nodes(url: &str) -> Vec<String> {
+    let rest = url.trim_start_matches("redis-cluster://");
+    let hosts_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (userinfo, hosts_start) = match rest[..hosts_end].rfind('@') {
+        Some(at) => (&rest[..=at], at + 1),
+        None => ("", 0),
+    };
+    let hosts_end = hosts_start
+        + rest[hosts_start..]
+            .find(['/', '?', '#'])
+            .unwrap_or(rest.len() - hosts_start);
+    let suffix = &rest[hosts_end..];
+    rest[hosts_start..hosts_end]
+        .split(',')
+        .filter(|node| !node.is_empty())
+        .map(|node| format!("redis://{userinfo}{node}{suffix}"))
+        .collect()
 }
 
 #[cfg(not(feature = "redis"))]
@@ -210,7 +250,7 @@ async fn postgres(url: &str) -> Result<AnyStore, StoreUrlError> {
         store: "postgres",
         source: Box::new(err),
     };
-    let (url, [schema, table]) = take_params(url, ["schema", "table"]);
+    let (url, [schema, table]) = take_params(url, ["schema", "table"])?;
     let mut builder = crate::postgres::PostgresStore::builder(url);
     if let Some(schema) = schema {
         builder = builder.schema(&schema).map_err(invalid)?;
@@ -254,17 +294,61 @@ mod tests {
         let (url, [schema, table]) = take_params(
             "postgres://app@db/app?sslmode=require&schema=sessions&connect_timeout=3",
             ["schema", "table"],
-        );
+        )
+        .unwrap();
         assert_eq!(
             url,
             "postgres://app@db/app?sslmode=require&connect_timeout=3"
         );
         assert_eq!(schema.as_deref(), Some("sessions"));
         assert_eq!(table, None);
-        let (url, [prefix]) = take_params("redis://127.0.0.1/2?prefix=app:s:", ["prefix"]);
+        let (url, [prefix]) = take_params("redis://127.0.0.1/2?prefix=app:s:", ["prefix"]).unwrap();
         assert_eq!(url, "redis://127.0.0.1/2");
         assert_eq!(prefix.as_deref(), Some("app:s:"));
-        let (url, [prefix]) = take_params("redis://127.0.0.1", ["prefix"]);
+        let (url, [prefix]) = take_params("redis://127.0.0.1", ["prefix"]).unwrap();
         assert_eq!((url.as_str(), prefix), ("redis://127.0.0.1", None));
+    }
+
+    #[test]
+    fn odd_urls_keep_their_passwords_and_fragments() {
+        let (url, [prefix]) =
+            take_params("rediss://cache:6380/0?prefix=app:#insecure", ["prefix"]).unwrap();
+        assert_eq!(
+            (url.as_str(), prefix.as_deref()),
+            ("rediss://cache:6380/0#insecure", Some("app:"))
+        );
+        let (url, [schema, _]) = take_params(
+            "postgres://app:s3cr?t@db/app?schema=sessions",
+            ["schema", "table"],
+        )
+        .unwrap();
+        assert_eq!(
+            (url.as_str(), schema.as_deref()),
+            ("postgres://app:s3cr?t@db/app", Some("sessions"))
+        );
+        assert!(
+            take_params("redis://h?prefix=", ["prefix"]).is_err(),
+            "an empty prefix"
+        );
+        assert!(
+            take_params("redis://h?prefix", ["prefix"]).is_err(),
+            "a bare prefix"
+        );
+    }
+
+    #[test]
+    fn every_cluster_node_gets_the_credentials_and_parameters() {
+        assert_eq!(
+            cluster_nodes("redis-cluster://:pw@h1:7000,h2:7001/0?protocol=resp3"),
+            [
+                "redis://:pw@h1:7000/0?protocol=resp3",
+                "redis://:pw@h2:7001/0?protocol=resp3"
+            ]
+        );
+        assert_eq!(
+            cluster_nodes("redis-cluster://h1:7000,h2:7001"),
+            ["redis://h1:7000", "redis://h2:7001"]
+        );
+        assert!(cluster_nodes("redis-cluster://").is_empty());
     }
 }

@@ -73,7 +73,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::cookie::Incoming;
 use crate::error::Error;
-use crate::lifecycle::{CookieAction, create};
+use crate::lifecycle::{CookieAction, create_with_fresh_token};
 use crate::middleware::{SessionMiddleware, cookie_for, finish};
 use crate::session::{Session, SessionSlot, check_limits};
 
@@ -179,7 +179,8 @@ impl TestSessions {
         );
         record.data = data;
         record.owner = owner.map(str::to_owned);
-        let token = create(&self.config.store, &record).await?;
+        // Set-up is not the application's work: it stays out of its metrics.
+        let token = create_with_fresh_token(self.config.store.unobserved(), &record).await?;
         let action = CookieAction::Set(token, record.deadlines);
         cookie_for(action, &self.config, now)
             .ok_or_else(|| Error::Store(latchkey_core::StoreError::corrupt("no cookie issued")))
@@ -214,9 +215,12 @@ impl TestSessions {
     }
 
     /// Writes back the session of a request made by [`request`](Self::request),
-    /// exactly as the middleware does after a handler, and returns the cookie
-    /// the response would set: `None` when the browser keeps its cookie, a new
-    /// one after a creation or `renew()`, a removal cookie after `purge()`.
+    /// as the middleware does after a handler that succeeded, and returns the
+    /// cookie the response would set: `None` when the browser keeps its cookie,
+    /// a new one after a creation or `renew()`, a removal cookie after
+    /// `purge()`. (After a handler that returned a [`latchkey::Error`](Error),
+    /// the middleware keeps none of its changes: do not call `finish` then, or
+    /// test through a service.)
     ///
     /// # Errors
     ///
@@ -275,6 +279,7 @@ impl TestSessions {
         Ok(self
             .config
             .store
+            .unobserved()
             .load(&token.id())
             .await?
             .filter(|record| !record.is_expired_at(now)))
