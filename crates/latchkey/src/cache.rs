@@ -137,7 +137,8 @@ impl Cache {
     /// save replaced (at `expected`): a touch through this cache since that
     /// copy was cached dropped it, and the store keeps the touch's later idle
     /// deadline, which the saved record may lack. Without that copy, or after an
-    /// invalidation since the save began, the id is dropped instead.
+    /// invalidation since the save began, the id is dropped instead, and loads
+    /// under way cache nothing.
     fn saved(&self, id: &SessionId, mut record: Record, expected: u64, generation: u64) {
         let _shard = self.lock(id);
         let replaced = self
@@ -160,7 +161,10 @@ impl Cache {
                     },
                 );
             }
+            // Loads under way may have read the version this save replaced:
+            // they must not cache it either.
             _ => {
+                self.generations[Self::shard(id)].fetch_add(1, Ordering::AcqRel);
                 self.entries.remove(id);
             }
         }
