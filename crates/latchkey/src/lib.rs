@@ -83,6 +83,8 @@
 //! - [`SessionExt`] gives the request's session to a `from_fn` middleware, a
 //!   custom extractor or another crate's middleware: the same session the
 //!   handler sees, loaded once.
+//! - [`SessionGuardExt`] gives guards a session loaded before routing
+//!   ([`load_before_routing`](SessionMiddlewareBuilder::load_before_routing)).
 //! - [`Authenticated`] is the session of a signed-in user (one with an
 //!   [owner](Session::owner)); without one the request is answered 401, or a
 //!   redirect set with [`AuthenticatedConfig`], and the handler does not run.
