@@ -286,19 +286,29 @@ async fn test_sessions_seed_call_and_read_back(store: AnyStore) {
     );
 }
 
-#[actix_web::test]
-async fn a_store_failure_in_a_middleware_or_extractor_answers_the_store_status() {
+/// A cookie naming a stored session, and a builder on a store that fails every
+/// call with the same key answering 502: the failing store is asked, since the
+/// cookie verifies.
+async fn failing_store_and_valid_cookie(
+    owner: Option<&str>,
+) -> (
+    latchkey::SessionMiddlewareBuilder,
+    actix_web::cookie::Cookie<'static>,
+) {
     let key = Key::generate();
-    // A cookie must name a session for the store to be asked at all: make one
-    // with the same key on a working store.
     let working =
         TestSessions::for_middleware(&middleware(latchkey::memory::MemoryStore::new(), &key));
-    let cookie = working.seed(json!({ "n": 1 }), Some("ann")).await.unwrap();
+    let cookie = working.seed(json!({ "n": 1 }), owner).await.unwrap();
     let failing = SessionMiddleware::builder(FailingStore, key)
         .cookie_secure(false)
-        .store_error_status(StatusCode::BAD_GATEWAY)
-        .build()
-        .unwrap();
+        .store_error_status(StatusCode::BAD_GATEWAY);
+    (failing, cookie)
+}
+
+#[actix_web::test]
+async fn a_store_failure_in_a_middleware_or_extractor_answers_the_store_status() {
+    let (failing, cookie) = failing_store_and_valid_cookie(Some("ann")).await;
+    let failing = failing.build().unwrap();
     let app = test::init_service(
         App::new()
             .wrap(from_fn(visit_counter))
@@ -329,16 +339,8 @@ async fn a_store_failure_in_a_middleware_or_extractor_answers_the_store_status()
         "{text}"
     );
 
-    let failing = SessionMiddleware::builder(FailingStore, Key::from(&[7; 64]))
-        .cookie_secure(false)
-        .store_error_status(StatusCode::BAD_GATEWAY)
-        .build()
-        .unwrap();
-    let working = TestSessions::for_middleware(&middleware(
-        latchkey::memory::MemoryStore::new(),
-        &Key::from(&[7; 64]),
-    ));
-    let cookie = working.seed(json!({}), Some("ann")).await.unwrap();
+    let (failing, cookie) = failing_store_and_valid_cookie(Some("ann")).await;
+    let failing = failing.build().unwrap();
     let app = test::init_service(App::new().wrap(failing).route(
         "/account",
         web::get().to(|user: Authenticated| async move { user.owner().to_owned() }),
@@ -539,16 +541,8 @@ async fn guards_read_a_session_loaded_before_routing(store: AnyStore) {
 
 #[actix_web::test]
 async fn loading_before_routing_answers_the_store_status_when_the_store_fails() {
-    let key = Key::generate();
-    let working =
-        TestSessions::for_middleware(&middleware(latchkey::memory::MemoryStore::new(), &key));
-    let cookie = working.seed(json!({ "n": 1 }), None).await.unwrap();
-    let failing = SessionMiddleware::builder(FailingStore, key)
-        .cookie_secure(false)
-        .load_before_routing(true)
-        .store_error_status(StatusCode::BAD_GATEWAY)
-        .build()
-        .unwrap();
+    let (failing, cookie) = failing_store_and_valid_cookie(None).await;
+    let failing = failing.load_before_routing(true).build().unwrap();
     let app = test::init_service(
         App::new()
             .wrap(failing)

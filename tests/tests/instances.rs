@@ -30,8 +30,14 @@ impl Drop for Instance {
 }
 
 fn start(store: &str) -> Instance {
+    start_with(store, &[])
+}
+
+/// An instance on `store`, with `args` added to its command line.
+fn start_with(store: &str, args: &[&str]) -> Instance {
     let port = free_port().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_instance"))
+        .args(args)
         .env("LATCHKEY_STORE", store)
         .env("LATCHKEY_KEY", KEY)
         .env("PORT", port.to_string())
@@ -178,21 +184,8 @@ async fn metrics_are_served_only_on_their_own_port() {
         .unwrap();
     assert_eq!(res.status(), 404, "no counters on the public port");
 
-    let (port, metrics_port) = (free_port().unwrap(), free_port().unwrap());
-    let child = Command::new(env!("CARGO_BIN_EXE_instance"))
-        .args(["--store", "memory", "--key", KEY])
-        .args(["--port", &port.to_string()])
-        .args(["--metrics-port", &metrics_port.to_string()])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let instance = Instance {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    wait_for_port(port, Duration::from_secs(30)).unwrap();
+    let metrics_port = free_port().unwrap();
+    let instance = start_with("memory", &["--metrics-port", &metrics_port.to_string()]);
     wait_for_port(metrics_port, Duration::from_secs(30)).unwrap();
     let res = client
         .get(format!("{}/counter/", instance.base))
