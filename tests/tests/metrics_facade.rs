@@ -175,4 +175,60 @@ async fn counts_and_latencies_reach_the_facade_with_the_store_label() {
             "{store}: a latency per store operation"
         );
     }
+
+    // A store call the session deadline drops counts as `cancelled`, with its
+    // time until then.
+    let slow = latchkey_tests::stores::PausingStore::new(latchkey::memory::MemoryStore::new());
+    let key = Key::generate();
+    let sessions = latchkey::testing::TestSessions::for_middleware(
+        &SessionMiddleware::builder(slow.clone(), key.clone())
+            .cookie_secure(false)
+            .build()
+            .unwrap(),
+    );
+    let cookie = sessions
+        .seed(serde_json::json!({ "n": 1 }), None)
+        .await
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(
+                SessionMiddleware::builder(slow.clone(), key)
+                    .cookie_secure(false)
+                    .session_deadline(std::time::Duration::from_millis(200))
+                    .build()
+                    .unwrap(),
+            )
+            .route(
+                "/read",
+                web::get()
+                    .to(|session: Session| async move { format!("{:?}", session.get_value("n")) }),
+            ),
+    )
+    .await;
+    let _ = Snapshot::into_vec(snapshotter.snapshot());
+    slow.arm();
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/read")
+            .cookie(cookie)
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), 503, "the load outlived the session deadline");
+    let reading: Reading = Snapshot::into_vec(snapshotter.snapshot());
+    assert_eq!(
+        counter(
+            &reading,
+            "latchkey_store_operations_total",
+            &[
+                ("store", "custom"),
+                ("operation", "load"),
+                ("outcome", "cancelled")
+            ]
+        ),
+        1,
+        "the cancelled load is counted"
+    );
 }

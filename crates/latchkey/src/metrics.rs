@@ -284,27 +284,52 @@ impl ObservedStore {
             outcome = Empty,
             latency_us = Empty
         );
-        let started = Instant::now();
-        let result = work.instrument(span.clone()).await;
-        let elapsed = started.elapsed();
-        let latency = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        span.record("latency_us", latency);
-        let result_name = match &result {
+        let mut finished = Finished {
+            store: self.inner.name(),
+            operation,
+            span,
+            started: Instant::now(),
+            outcome: None,
+        };
+        let result = work.instrument(finished.span.clone()).await;
+        finished.outcome = Some(match &result {
             Ok(value) => outcome(value),
             Err(err) => {
                 bump(&self.metrics.store_errors);
-                tracing::warn!(parent: &span, store = self.inner.name(), operation, error = %err, "session store operation failed");
+                tracing::warn!(parent: &finished.span, store = self.inner.name(), operation, error = %err, "session store operation failed");
                 "error"
             }
-        };
-        span.record("outcome", result_name);
+        });
+        result
+    }
+}
+
+/// Records one store operation's outcome and latency when it ends, also when
+/// it never does: a call dropped by the session deadline is recorded as
+/// `cancelled`, so the latency tail shows exactly when the store stalls.
+struct Finished {
+    store: &'static str,
+    operation: &'static str,
+    span: tracing::Span,
+    started: Instant,
+    outcome: Option<&'static str>,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        let elapsed = self.started.elapsed();
+        let latency = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let outcome = self.outcome.unwrap_or("cancelled");
+        self.span.record("latency_us", latency);
+        self.span.record("outcome", outcome);
         #[cfg(feature = "metrics")]
         {
-            let store = self.inner.name();
-            metrics::counter!("latchkey_store_operations_total", "store" => store, "operation" => operation, "outcome" => result_name).increment(1);
+            let (store, operation) = (self.store, self.operation);
+            metrics::counter!("latchkey_store_operations_total", "store" => store, "operation" => operation, "outcome" => outcome).increment(1);
             metrics::histogram!("latchkey_store_operation_duration_seconds", "store" => store, "operation" => operation).record(elapsed.as_secs_f64());
         }
-        result
+        #[cfg(not(feature = "metrics"))]
+        let _ = (self.store, self.operation);
     }
 }
 
