@@ -141,19 +141,8 @@ impl ActixSessionStore {
         let now = Timestamp::now();
         let mut record = Record::new(now, ttl_deadlines(now, ttl));
         record.data = data;
-        for _ in 0..3 {
-            let token =
-                SessionToken::generate().map_err(|e| StoreError::backend("token generator", e))?;
-            match self.store.create(&token.id(), &record).await {
-                Ok(()) => {
-                    return SessionKey::try_from(token.encode())
-                        .map_err(|e| StoreError::encode(e.to_string()));
-                }
-                Err(StoreError::IdCollision) => continue,
-                Err(err) => return Err(err),
-            }
-        }
-        Err(StoreError::IdCollision)
+        let token = crate::lifecycle::create_with_fresh_token(&self.store, &record).await?;
+        SessionKey::try_from(token.encode()).map_err(|e| StoreError::encode(e.to_string()))
     }
 }
 

@@ -612,7 +612,7 @@ async fn create(store: &ObservedStore, record: &Record) -> Result<SessionToken, 
 pub(crate) async fn create_with_fresh_token(
     store: &impl latchkey_core::SessionStore,
     record: &Record,
-) -> Result<SessionToken, Error> {
+) -> Result<SessionToken, StoreError> {
     let mut attempts = 0;
     loop {
         let token =
@@ -620,7 +620,7 @@ pub(crate) async fn create_with_fresh_token(
         match store.create(&token.id(), record).await {
             Ok(()) => return Ok(token),
             Err(StoreError::IdCollision) if attempts + 1 < CREATE_ATTEMPTS => attempts += 1,
-            Err(err) => return Err(err.into()),
+            Err(err) => return Err(err),
         }
     }
 }
