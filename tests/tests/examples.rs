@@ -210,16 +210,37 @@ async fn user_sets_shows_and_destroys_the_name() {
         );
         let (_, _, body) = browser.get("/user/%3Ci%3Ezoe%3C%2Fi%3E").await;
         assert!(
+            body.contains(r#"<form method="post""#) && browser.cookie.is_none(),
+            "{backend}: a GET only shows the form, and changes nothing"
+        );
+        assert!(browser.get("/user").await.2.contains("user logged out!"));
+        browser.post("/user/anna").await;
+        let first = browser.cookie.clone().expect("a session");
+        let (_, _, body) = browser.post("/user/%3Ci%3Ezoe%3C%2Fi%3E").await;
+        assert!(
             body.contains(r#"Session Set: <a href="/user">View Here</a>"#),
             "{backend}"
+        );
+        assert_ne!(
+            browser.cookie.as_ref().map(Cookie::value),
+            Some(first.value()),
+            "{backend}: setting the name renews the session id"
         );
         let (_, _, body) = browser.get("/user").await;
         assert!(
             body.contains("&lt;i&gt;zoe&lt;/i&gt;"),
             "{backend}: escaped name: {body}"
         );
-        assert!(body.contains(r#"<a href="/logout">"#), "{backend}");
-        let (_, _, body) = browser.get("/logout").await;
+        assert!(
+            body.contains(r#"<form method="post" action="/logout">"#),
+            "{backend}"
+        );
+        assert_eq!(
+            browser.get("/logout").await.0,
+            StatusCode::NOT_FOUND,
+            "{backend}: no GET logs out"
+        );
+        let (_, _, body) = browser.post("/logout").await;
         assert!(
             body.contains("logged out!") && body.contains(r#"<a href="/user">"#),
             "{backend}"
