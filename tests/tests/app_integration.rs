@@ -439,12 +439,32 @@ async fn a_store_from_a_url_serves_sessions_on_every_backend() {
         .iter()
         .map(|url| url.trim_start_matches("redis://").to_owned())
         .collect();
+    let prefix = format!("{}:", unique_name("cluster-url"));
     round_trip_through(
-        latchkey::store_from_url(&format!("redis-cluster://{}", nodes.join(",")))
-            .await
-            .unwrap(),
+        latchkey::store_from_url(&format!(
+            "redis-cluster://{}?prefix={prefix}",
+            nodes.join(",")
+        ))
+        .await
+        .unwrap(),
     )
     .await;
+    // The session's key is on one of the nodes, under the URL's prefix.
+    let mut found = 0;
+    for url in cluster.urls() {
+        let client = ::redis::Client::open(url).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = ::redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        found += keys.len();
+    }
+    assert!(
+        found > 0,
+        "the cluster session lives under the URL's prefix"
+    );
 }
 
 #[actix_web::test]

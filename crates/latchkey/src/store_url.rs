@@ -214,17 +214,15 @@ async fn redis_cluster(url: &str) -> Result<AnyStore, StoreUrlError> {
 #[cfg(feature = "redis")]
 fn cluster_nodes(url: &str) -> Vec<String> {
     let rest = url.trim_start_matches("redis-cluster://");
-    let hosts_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (userinfo, hosts_start) = match rest[..hosts_end].rfind('@') {
-        Some(at) => (&rest[..=at], at + 1),
-        None => ("", 0),
+    // Credentials end at the last `@` before the query: a password may hold a `?`
+    // only percent-encoded here, as in any Redis URL.
+    let query = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (userinfo, hosts) = match rest[..query].rfind('@') {
+        Some(at) => rest.split_at(at + 1),
+        None => ("", rest),
     };
-    let hosts_end = hosts_start
-        + rest[hosts_start..]
-            .find(['/', '?', '#'])
-            .unwrap_or(rest.len() - hosts_start);
-    let suffix = &rest[hosts_end..];
-    rest[hosts_start..hosts_end]
+    let (hosts, suffix) = hosts.split_at(hosts.find(['/', '?', '#']).unwrap_or(hosts.len()));
+    hosts
         .split(',')
         .filter(|node| !node.is_empty())
         .map(|node| format!("redis://{userinfo}{node}{suffix}"))
