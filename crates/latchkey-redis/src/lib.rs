@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod layout;
 mod per_thread;
 mod scripts;
 mod store;

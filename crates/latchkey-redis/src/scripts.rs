@@ -1,5 +1,9 @@
 //! The Lua scripts, each touching exactly one key, and how they are sent.
 //!
+//! Session values follow the layout in [`crate::layout`]; every session script
+//! reads the value with one `GET`, finds the fields it needs with anchored
+//! patterns (never parsing the data) and writes at most once.
+//!
 //! Scripts go out as `EVALSHA` so only their 40-byte digests cross the wire. When
 //! the server's script cache was flushed (a restart, `SCRIPT FLUSH`, a failover
 //! to a replica that never saw them), the calls that answered `NOSCRIPT` are
@@ -7,98 +11,148 @@
 
 use redis::{Cmd, Pipeline, Script, Value};
 
-/// Creates a session hash unless the key exists; sets its expiry.
-/// KEYS[1] session; ARGV data, has_owner, owner, created, idle, absolute, expire_at.
-/// Returns 1 when created, 0 on collision.
-pub(crate) const CREATE: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'v', 1, 'd', ARGV[1], 'c', ARGV[4], 'i', ARGV[5], 'a', ARGV[6])
-if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'o', ARGV[3]) end
-redis.call('PEXPIREAT', KEYS[1], ARGV[7])
-return 1
-";
-
-/// Compare-and-set. KEYS[1] session; ARGV expected, data, has_owner, owner, idle,
-/// absolute, now. The idle deadline never moves earlier (a touch since the load
-/// moved it later without a new version), nor past the absolute one. Returns `{new version, 1 if the
-/// owner's index is known to hold the session (or there is no owner), else 0}`,
-/// -1 when missing (absent, or expired by the application's clock), -2 on
-/// conflict.
-pub(crate) const SAVE: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'v', 'i', 'a', 'o')
-if not f[1] then return -1 end
-if math.min(tonumber(f[2]), tonumber(f[3])) <= tonumber(ARGV[7]) then return -1 end
-if f[1] ~= ARGV[1] then return -2 end
-local version = tonumber(f[1]) + 1
-local idle = math.min(math.max(tonumber(f[2]), tonumber(ARGV[5])), tonumber(ARGV[6]))
-if ARGV[3] == '1' then
-  redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[2], 'i', idle, 'a', ARGV[6], 'o', ARGV[4])
-else
-  redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[2], 'i', idle, 'a', ARGV[6])
-  if f[4] then redis.call('HDEL', KEYS[1], 'o') end
+/// A session script: the shared reader of the layout, then `$body`.
+///
+/// `read(s)` returns the header fields as strings (`version`, `created`,
+/// `idle`, `absolute`), the owners whose indexes hold the session
+/// (`indexed`), the owner (`false` when none), and positions: `index_at`
+/// (start of the index count), `entries_at` (first index entry) and `tail_at`
+/// (start of the idle timeout, owner and data the application writes).
+/// `expired(r, now)` is the application clock's view of the deadlines.
+macro_rules! session_script {
+    ($body:literal) => {
+        concat!(
+            r"
+local function read(s)
+  local version, created, idle, absolute, index_at = string.match(s, '^1:(%d+):(%d+):(%d+):(%d+):()')
+  if not version then error({err = 'ERR latchkey: not a session value (layout 1)'}) end
+  local count, entries_at = string.match(s, '^(%d+):()', index_at)
+  if not count then error({err = 'ERR latchkey: session value has no index count'}) end
+  local indexed, at = {}, entries_at
+  for _ = 1, tonumber(count) do
+    local len, from = string.match(s, '^(%d+):()', at)
+    if not len then error({err = 'ERR latchkey: session value has a broken index entry'}) end
+    indexed[#indexed + 1] = string.sub(s, from, from + tonumber(len) - 1)
+    at = from + tonumber(len)
+  end
+  local owner_len, owner_at = string.match(s, '^%d+:(%-?%d+):()', at)
+  if not owner_len then error({err = 'ERR latchkey: session value has no owner field'}) end
+  local owner = false
+  if owner_len ~= '-1' then owner = string.sub(s, owner_at, owner_at + tonumber(owner_len) - 1) end
+  return {version = version, created = created, idle = idle, absolute = absolute,
+    count = tonumber(count), indexed = indexed, owner = owner,
+    index_at = index_at, entries_at = entries_at, tail_at = at}
 end
-redis.call('PEXPIREAT', KEYS[1], idle)
-local indexed = ARGV[3] ~= '1' or redis.call('HEXISTS', KEYS[1], 'x:' .. ARGV[4]) == 1
-return {version, indexed and 1 or 0}
-";
+local function expired(r, now)
+  return math.min(tonumber(r.idle), tonumber(r.absolute)) <= tonumber(now)
+end
+local function holds(r, owner)
+  for _, o in ipairs(r.indexed) do if o == owner then return true end end
+  return false
+end
+",
+            $body
+        )
+    };
+}
+
+/// Compare-and-set. KEYS[1] session; ARGV expected version, idle, absolute,
+/// now, has_owner, owner, tail (idle timeout, owner and data as the layout
+/// writes them). The idle deadline never moves earlier (a touch since the load
+/// moved it later without a new version), nor past the absolute one. Returns
+/// `{new version, 1 if the owner's index is known to hold the session (or
+/// there is no owner), else 0}`, -1 when missing (absent, or expired by the
+/// application's clock), -2 on conflict.
+pub(crate) const SAVE: &str = session_script!(
+    r"
+local s = redis.call('GET', KEYS[1])
+if not s then return -1 end
+local r = read(s)
+if expired(r, ARGV[4]) then return -1 end
+if r.version ~= ARGV[1] then return -2 end
+local idle = ARGV[2]
+if tonumber(r.idle) > tonumber(idle) then idle = r.idle end
+if tonumber(idle) > tonumber(ARGV[3]) then idle = ARGV[3] end
+local version = string.format('%d', tonumber(r.version) + 1)
+redis.call('SET', KEYS[1], '1:' .. version .. ':' .. r.created .. ':' .. idle .. ':' .. ARGV[3] .. ':'
+  .. string.sub(s, r.index_at, r.tail_at - 1) .. ARGV[7], 'PXAT', idle)
+local indexed = ARGV[5] ~= '1' or holds(r, ARGV[6])
+return {tonumber(version), indexed and 1 or 0}
+"
+);
 
 /// Moves the deadlines of a live session. KEYS[1] session; ARGV idle, absolute,
 /// expire_at, now. Returns `{owner or '', 1 if that owner's index is known to
 /// hold the session (or there is no owner), else 0}` when touched, 0 when
 /// missing (absent, or expired by the application's clock).
-pub(crate) const TOUCH: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'i', 'a', 'o')
-if not f[1] then return 0 end
-if math.min(tonumber(f[1]), tonumber(f[2])) <= tonumber(ARGV[4]) then return 0 end
-redis.call('HSET', KEYS[1], 'i', ARGV[1], 'a', ARGV[2])
-redis.call('PEXPIREAT', KEYS[1], ARGV[3])
-local indexed = not f[3] or redis.call('HEXISTS', KEYS[1], 'x:' .. f[3]) == 1
-return {f[3] or '', indexed and 1 or 0}
-";
+pub(crate) const TOUCH: &str = session_script!(
+    r"
+local s = redis.call('GET', KEYS[1])
+if not s then return 0 end
+local r = read(s)
+if expired(r, ARGV[4]) then return 0 end
+redis.call('SET', KEYS[1], '1:' .. r.version .. ':' .. r.created .. ':' .. ARGV[1] .. ':' .. ARGV[2] .. ':'
+  .. string.sub(s, r.index_at), 'PXAT', ARGV[3])
+local indexed = not r.owner or holds(r, r.owner)
+return {r.owner or '', indexed and 1 or 0}
+"
+);
 
 /// Deletes a session. KEYS[1] session. Returns the owners whose indexes hold
 /// it (none when there was no session).
-pub(crate) const DELETE: &str = r"
-local owners = {}
-for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if string.sub(field, 1, 2) == 'x:' then owners[#owners + 1] = string.sub(field, 3) end
-end
+pub(crate) const DELETE: &str = session_script!(
+    r"
+local s = redis.call('GET', KEYS[1])
+if not s then return {} end
+local r = read(s)
 redis.call('DEL', KEYS[1])
-return owners
-";
+return r.indexed
+"
+);
 
 /// Records that an owner's index holds the session, while the session exists.
 /// KEYS[1] session; ARGV owner. Returns 1.
-pub(crate) const MARK_INDEXED: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'x:' .. ARGV[1], '1') end
+pub(crate) const MARK_INDEXED: &str = session_script!(
+    r"
+local s = redis.call('GET', KEYS[1])
+if not s then return 1 end
+local r = read(s)
+if holds(r, ARGV[1]) then return 1 end
+redis.call('SET', KEYS[1], '1:' .. r.version .. ':' .. r.created .. ':' .. r.idle .. ':' .. r.absolute .. ':'
+  .. (r.count + 1) .. ':' .. string.sub(s, r.entries_at, r.tail_at - 1) .. #ARGV[1] .. ':' .. ARGV[1]
+  .. string.sub(s, r.tail_at), 'KEEPTTL')
 return 1
-";
+"
+);
 
 /// Compare-and-delete. KEYS[1] session; ARGV expected, now. Returns `{1, the
 /// owners whose indexes hold it…}` when deleted, -1 when missing (absent, or
 /// expired by the application's clock), -2 on conflict.
-pub(crate) const DELETE_AT_VERSION: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'v', 'i', 'a')
-if not f[1] then return -1 end
-if math.min(tonumber(f[2]), tonumber(f[3])) <= tonumber(ARGV[2]) then return -1 end
-if f[1] ~= ARGV[1] then return -2 end
-local deleted = {1}
-for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if string.sub(field, 1, 2) == 'x:' then deleted[#deleted + 1] = string.sub(field, 3) end
-end
+pub(crate) const DELETE_AT_VERSION: &str = session_script!(
+    r"
+local s = redis.call('GET', KEYS[1])
+if not s then return -1 end
+local r = read(s)
+if expired(r, ARGV[2]) then return -1 end
+if r.version ~= ARGV[1] then return -2 end
 redis.call('DEL', KEYS[1])
+local deleted = {1}
+for _, o in ipairs(r.indexed) do deleted[#deleted + 1] = o end
 return deleted
-";
+"
+);
 
 /// Deletes a session only while it still belongs to the owner. KEYS[1] session;
 /// ARGV owner. Returns 1 when deleted, 0 when it belongs to someone else now,
 /// -1 when there is no session.
-pub(crate) const DELETE_IF_OWNED: &str = r"
-local o = redis.call('HGET', KEYS[1], 'o')
-if o == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+pub(crate) const DELETE_IF_OWNED: &str = session_script!(
+    r"
+local s = redis.call('GET', KEYS[1])
+if not s then return -1 end
+if read(s).owner == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-";
+"
+);
 
 /// Adds a session to an owner's index and keeps the index alive at least until
 /// `expire_at`. KEYS[1] owner index; ARGV member, expire_at, now.
@@ -121,7 +175,6 @@ return redis.call('SREM', KEYS[1], ARGV[1])
 /// The loaded scripts, hashed once.
 #[derive(Debug)]
 pub(crate) struct Scripts {
-    pub(crate) create: Script,
     pub(crate) save: Script,
     pub(crate) touch: Script,
     pub(crate) delete: Script,
@@ -135,7 +188,6 @@ pub(crate) struct Scripts {
 impl Scripts {
     pub(crate) fn new() -> Self {
         Self {
-            create: Script::new(CREATE),
             save: Script::new(SAVE),
             touch: Script::new(TOUCH),
             delete: Script::new(DELETE),
@@ -150,7 +202,6 @@ impl Scripts {
     /// The source of the script with this digest, to reload it after `NOSCRIPT`.
     pub(crate) fn source_of(&self, hash: &str) -> Option<&'static str> {
         [
-            (&self.create, CREATE),
             (&self.save, SAVE),
             (&self.touch, TOUCH),
             (&self.delete, DELETE),
@@ -220,7 +271,6 @@ mod tests {
     fn every_script_is_found_by_its_digest() {
         let scripts = Scripts::new();
         for (script, source) in [
-            (&scripts.create, CREATE),
             (&scripts.save, SAVE),
             (&scripts.touch, TOUCH),
             (&scripts.delete, DELETE),
@@ -238,7 +288,6 @@ mod tests {
     #[test]
     fn every_script_names_exactly_one_key() {
         for source in [
-            CREATE,
             SAVE,
             TOUCH,
             DELETE,

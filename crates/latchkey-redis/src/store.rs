@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use latchkey_core::{
-    Deadlines, DeleteOutcome, Record, RuntimeSlot, SaveOutcome, SessionData, SessionId,
-    SessionStore, StoreError, Timestamp,
+    Deadlines, DeleteOutcome, Record, RuntimeSlot, SaveOutcome, SessionId, SessionStore,
+    StoreError, Timestamp,
 };
 use redis::aio::{ConnectionLike, ConnectionManagerConfig};
 
@@ -14,6 +14,7 @@ use crate::per_thread::PerThreadConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::{RedisError, RedisResult, Value};
 
+use crate::layout::{StoredSession, encode_tail};
 use crate::scripts::{Call, Scripts, is_noscript, pipeline};
 
 const STORE: &str = "redis";
@@ -449,13 +450,14 @@ where
         .await
     }
 
-    /// `HMGET` of several session keys: one pipeline, or one command per key
-    /// on a cluster.
-    async fn load_many(&self, keys: Vec<String>) -> Result<Vec<Fields>, StoreError> {
+    /// The values of several session keys: one `MGET`, or one `GET` per key
+    /// on a cluster (whose keys live in different slots).
+    async fn load_many(&self, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         if self.shared.cluster {
             let one = |key: String| async move {
-                self.send::<Fields>(&record_fields(key), Resend::Always)
-                    .await
+                let mut cmd = redis::cmd("GET");
+                cmd.arg(key);
+                self.send::<Option<Vec<u8>>>(&cmd, Resend::Always).await
             };
             return self
                 .bounded(futures_util::future::try_join_all(
@@ -463,13 +465,9 @@ where
                 ))
                 .await;
         }
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.add_command(record_fields(key));
-        }
-        let mut conn = self.conn.clone();
-        self.bounded(async move { pipe.query_async(&mut conn).await })
-            .await
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(keys);
+        self.bounded(self.send(&cmd, Resend::Always)).await
     }
 
     /// The session key of an owner-index member (a hex id).
@@ -506,8 +504,8 @@ where
     }
 
     /// Makes sure the owner's index holds the session, unless the session's
-    /// hash already records that it does (`indexed`): adds it to the index,
-    /// then records that in the hash. Entries are never removed on an owner
+    /// value already records that it does (`indexed`): adds it to the index,
+    /// then records that in the value. Entries are never removed on an owner
     /// change (readers check each entry's owner), so a recorded entry stays
     /// true for as long as the session exists; a failure leaves nothing
     /// recorded, and the next save or touch of the session adds it again.
@@ -644,67 +642,11 @@ fn integer(value: Option<Value>) -> Result<i64, StoreError> {
     }
 }
 
-fn encode_data(data: &SessionData) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(data).map_err(StoreError::encode)
-}
-
-fn owner_args(call: Call, owner: Option<&str>) -> Call {
-    match owner {
-        Some(owner) => call.arg("1").arg(owner),
-        None => call.arg("0").arg(""),
-    }
-}
-
-/// The hash fields a record is read from, in the order `decode` expects them:
-/// version, data, owner, created, idle and absolute deadlines.
-const RECORD_FIELDS: [&str; 6] = ["v", "d", "o", "c", "i", "a"];
-
-/// The values of a session's [`RECORD_FIELDS`], in that order.
-type Fields = Vec<Option<Vec<u8>>>;
-
-/// An `HMGET` of a session's [`RECORD_FIELDS`].
-fn record_fields(key: String) -> redis::Cmd {
-    let mut cmd = redis::cmd("HMGET");
-    cmd.arg(key).arg(&RECORD_FIELDS[..]);
-    cmd
-}
-
-/// Rebuilds a record from the values of [`RECORD_FIELDS`]; `None` for an
-/// absent key (every value missing).
-fn decode(fields: Fields) -> Result<Option<Record>, StoreError> {
-    if fields.iter().all(Option::is_none) {
-        return Ok(None);
-    }
-    let field = |index: usize| fields.get(index).and_then(Option::as_deref);
-    let number = |index: usize| -> Result<u64, StoreError> {
-        field(index)
-            .and_then(|bytes| std::str::from_utf8(bytes).ok())
-            .and_then(|text| text.parse().ok())
-            .ok_or_else(|| {
-                StoreError::corrupt(format!(
-                    "session hash field {:?} missing or not a number",
-                    RECORD_FIELDS.get(index).unwrap_or(&"?")
-                ))
-            })
-    };
-    let data = match field(1) {
-        Some(json) => serde_json::from_slice(json).map_err(StoreError::corrupt)?,
-        None => return Err(StoreError::corrupt("session hash has no data field")),
-    };
-    let owner = field(2)
-        .map(|bytes| String::from_utf8(bytes.to_vec()))
+/// The record in a session value; `None` for an absent key.
+fn decode(value: Option<Vec<u8>>) -> Result<Option<Record>, StoreError> {
+    value
+        .map(|bytes| StoredSession::decode(&bytes).map(|stored| stored.record))
         .transpose()
-        .map_err(StoreError::corrupt)?;
-    Ok(Some(Record {
-        data,
-        version: number(0)?,
-        owner,
-        created_at: Timestamp::from_millis(number(3)?),
-        deadlines: Deadlines {
-            idle: Timestamp::from_millis(number(4)?),
-            absolute: Timestamp::from_millis(number(5)?),
-        },
-    }))
 }
 
 impl<C> SessionStore for RedisStore<C>
@@ -720,29 +662,34 @@ where
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
-        let cmd = record_fields(self.session_key(id));
-        let fields: Fields = self.bounded(self.send(&cmd, Resend::Always)).await?;
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.session_key(id));
+        let value: Option<Vec<u8>> = self.bounded(self.send(&cmd, Resend::Always)).await?;
         let now = Timestamp::now();
-        Ok(decode(fields)?.filter(|record| !record.is_expired_at(now)))
+        Ok(decode(value)?.filter(|record| !record.is_expired_at(now)))
     }
 
     async fn create(&self, id: &SessionId, record: &Record) -> Result<(), StoreError> {
-        let session = Call::new(
-            &self.shared.scripts.create,
-            self.session_key(id).into_bytes(),
-        )
-        .arg_bytes(encode_data(&record.data)?);
-        let session = owner_args(session, record.owner.as_deref())
-            .arg(record.created_at.as_millis())
-            .arg(record.deadlines.idle.as_millis())
-            .arg(record.deadlines.absolute.as_millis())
+        let mut created = record.clone();
+        created.version = 1;
+        let value = StoredSession {
+            record: created,
+            indexed_by: Vec::new(),
+        }
+        .encode()?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.session_key(id))
+            .arg(value)
+            .arg("NX")
+            .arg("PXAT")
             .arg(record.deadlines.expires_at().as_millis());
-        match integer(self.eval(vec![session]).await?.into_iter().next())? {
-            1 => {}
-            _ => return Err(StoreError::IdCollision),
+        // `OK` when set, nil when the key exists.
+        let set: Option<String> = self.bounded(self.send(&cmd, Resend::OnlyIfUnsent)).await?;
+        if set.is_none() {
+            return Err(StoreError::IdCollision);
         }
         // Indexed only once the session exists: a listing in between cannot
-        // find the entry's hash absent and prune it.
+        // find the entry's session absent and prune it.
         self.reindex(
             id,
             false,
@@ -760,11 +707,14 @@ where
     ) -> Result<SaveOutcome, StoreError> {
         let session = Call::new(&self.shared.scripts.save, self.session_key(id).into_bytes())
             .arg(expected_version)
-            .arg_bytes(encode_data(&record.data)?);
-        let session = owner_args(session, record.owner.as_deref())
             .arg(record.deadlines.idle.as_millis())
             .arg(record.deadlines.absolute.as_millis())
             .arg(Timestamp::now().as_millis());
+        let session = match record.owner.as_deref() {
+            Some(owner) => session.arg("1").arg(owner),
+            None => session.arg("0").arg(""),
+        }
+        .arg_bytes(encode_tail(record)?);
         match reply(self.eval(vec![session]).await?.into_iter().next())? {
             Reply::Status(-1) => Ok(SaveOutcome::Missing),
             Reply::Status(-2) => Ok(SaveOutcome::Conflict),
@@ -852,18 +802,18 @@ where
             .iter()
             .map(|member| self.member_key(member))
             .collect();
-        let hashes = self.load_many(keys).await?;
+        let values = self.load_many(keys).await?;
         let now = Timestamp::now();
         let mut live = Vec::new();
         let mut gone = Vec::new();
-        for (member, fields) in members.into_iter().zip(hashes) {
-            match (SessionId::from_hex(&member), decode(fields)?) {
+        for (member, value) in members.into_iter().zip(values) {
+            match (SessionId::from_hex(&member), decode(value)?) {
                 (Some(id), Some(record)) => {
                     if !record.is_expired_at(now) && record.owner.as_deref() == Some(owner) {
                         live.push((id, record));
                     }
                 }
-                // Only an entry whose hash is gone is pruned: ids are never
+                // Only an entry whose session is gone is pruned: ids are never
                 // reused, so it can never be live again. An entry whose session
                 // changed owner, or looks expired by this process's clock, is
                 // left for the owner change (or Redis's expiry) to settle.
@@ -955,64 +905,5 @@ where
         }
         self.drop_index_members(&index, settled).await?;
         Ok(Some(deleted))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decode_rejects_hashes_with_missing_or_bad_fields() {
-        let fields = |pairs: &[(&str, &str)]| -> Fields {
-            RECORD_FIELDS
-                .iter()
-                .map(|name| {
-                    pairs
-                        .iter()
-                        .find(|(field, _)| field == name)
-                        .map(|(_, value)| value.as_bytes().to_vec())
-                })
-                .collect()
-        };
-        let good = [("v", "1"), ("d", "{}"), ("c", "5"), ("i", "6"), ("a", "7")];
-        assert!(decode(fields(&good)).unwrap().is_some());
-        let bad_json = [
-            ("v", "1"),
-            ("d", "{not json"),
-            ("c", "5"),
-            ("i", "6"),
-            ("a", "7"),
-        ];
-        assert!(matches!(
-            decode(fields(&bad_json)),
-            Err(StoreError::Corrupt { .. })
-        ));
-        let bad_version = [
-            ("v", "one"),
-            ("d", "{}"),
-            ("c", "5"),
-            ("i", "6"),
-            ("a", "7"),
-        ];
-        assert!(matches!(
-            decode(fields(&bad_version)),
-            Err(StoreError::Corrupt { .. })
-        ));
-        assert!(decode(fields(&[])).unwrap().is_none());
-    }
-
-    proptest::proptest! {
-        /// Whatever a hash holds (a foreign writer, a half-written key, an older
-        /// layout), decoding it is a value or an error, never a panic.
-        #[test]
-        fn decoding_arbitrary_hashes_never_panics(
-            fields in proptest::collection::vec(
-                proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)),
-                0..8,
-            )
-        ) {
-            let _ = decode(fields);
-        }
     }
 }

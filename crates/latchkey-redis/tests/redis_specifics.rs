@@ -9,6 +9,7 @@ use latchkey_core::{
     Deadlines, Record, SaveOutcome, SessionStore, SessionToken, StoreError, Timestamp,
 };
 use latchkey_redis::RedisStore;
+use latchkey_redis::layout::StoredSession;
 use latchkey_testkit::block_on;
 use latchkey_testkit::servers::{PrivateRedis, redis_url, unique_name};
 use redis::AsyncCommands as _;
@@ -26,6 +27,25 @@ async fn raw() -> redis::aio::MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .unwrap()
+}
+
+/// Rewrites a session's stored value in place, keeping its TTL: what another
+/// writer, a half-finished write or a skewed clock leaves behind.
+async fn rewrite(
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    change: impl FnOnce(&mut StoredSession),
+) {
+    let bytes: Vec<u8> = conn.get(key).await.unwrap();
+    let mut stored = StoredSession::decode(&bytes).unwrap();
+    change(&mut stored);
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg(stored.encode().unwrap())
+        .arg("KEEPTTL")
+        .query_async(conn)
+        .await
+        .unwrap();
 }
 
 /// A result with how long it took to arrive.
@@ -69,8 +89,19 @@ fn sessions_live_under_the_token_hash_with_a_millisecond_ttl() {
             keys.iter().all(|k| !k.contains(&token.encode())),
             "the raw token never appears in a key"
         );
-        let data: String = conn.hget(&session_key, "d").await.unwrap();
-        assert_eq!(data, r#"{"n":1}"#, "data is stored as typed JSON");
+        let value: Vec<u8> = conn.get(&session_key).await.unwrap();
+        let stored = StoredSession::decode(&value).unwrap();
+        assert_eq!(stored.record.owner.as_deref(), Some("ann"));
+        assert_eq!(
+            stored.indexed_by,
+            ["ann"],
+            "the value records its index entry"
+        );
+        assert!(
+            value.ends_with(br#"3:ann{"n":1}"#),
+            "data is stored as typed JSON after the owner: {}",
+            String::from_utf8_lossy(&value)
+        );
         let pttl: i64 = conn.pttl(&session_key).await.unwrap();
         assert!(
             (29_000..=30_000).contains(&pttl),
@@ -119,7 +150,7 @@ fn a_flushed_script_cache_is_reloaded_transparently() {
 }
 
 #[test]
-fn a_corrupt_hash_is_an_error_not_a_panic() {
+fn a_corrupt_value_is_an_error_not_a_panic() {
     block_on(async {
         let prefix = format!("{}:", unique_name("corrupt"));
         let store = RedisStore::builder(redis_url())
@@ -129,19 +160,7 @@ fn a_corrupt_hash_is_an_error_not_a_panic() {
         let id = SessionToken::generate().unwrap().id();
         let mut conn = raw().await;
         let key = store.session_key(&id);
-        let _: () = conn
-            .hset_multiple(
-                &key,
-                &[
-                    ("v", "1"),
-                    ("d", "{broken"),
-                    ("c", "1"),
-                    ("i", "2"),
-                    ("a", "3"),
-                ],
-            )
-            .await
-            .unwrap();
+        let _: () = conn.set(&key, r#"1:1:1:2:3:0:0:-1:{broken"#).await.unwrap();
         let _: () = conn.pexpire(&key, 60_000).await.unwrap();
         assert!(matches!(
             store.load(&id).await,
@@ -292,10 +311,11 @@ fn writes_see_a_session_expired_by_the_application_clock_as_missing() {
         let past = Timestamp::now().as_millis() - 1_000;
         let mut conn = raw().await;
         let key = store.session_key(&id);
-        let _: () = conn
-            .hset_multiple(&key, &[("i", past), ("a", past)])
-            .await
-            .unwrap();
+        rewrite(&mut conn, &key, |stored| {
+            stored.record.deadlines.idle = Timestamp::from_millis(past);
+            stored.record.deadlines.absolute = Timestamp::from_millis(past);
+        })
+        .await;
         let _: () = conn.pexpire(&key, 60_000).await.unwrap();
 
         assert_eq!(store.load(&id).await.unwrap(), None);
@@ -327,7 +347,7 @@ async fn indexed(
 }
 
 /// The owner index: entries are added only after a successful write, pruned
-/// only when the session's hash is gone (never because its owner looks
+/// only when the session is gone (never because its owner looks
 /// different or its deadline looks passed to this process), removed by a
 /// delete, and repaired by a touch.
 #[test]
@@ -358,28 +378,41 @@ fn the_owner_index_follows_writes_and_is_pruned_only_of_absent_sessions() {
         let bob_exists: bool = conn.exists(&bob).await.unwrap();
         assert!(!bob_exists, "no index for a write that did not happen");
 
-        // While a session is mid-way through an owner change (its hash says bob,
+        // While a session is mid-way through an owner change (its value says bob,
         // the index work not done yet), listing ann's sessions leaves its entry.
         let key = store.session_key(&id);
-        let _: () = conn.hset(&key, "o", "bob").await.unwrap();
+        rewrite(&mut conn, &key, |stored| {
+            stored.record.owner = Some("bob".into())
+        })
+        .await;
         assert!(store.list_by_owner("ann").await.unwrap().is_empty());
         assert!(
             indexed(&mut conn, &ann, &id).await,
             "not pruned on an owner mismatch"
         );
-        let _: () = conn.hset(&key, "o", "ann").await.unwrap();
+        rewrite(&mut conn, &key, |stored| {
+            stored.record.owner = Some("ann".into())
+        })
+        .await;
         assert_eq!(store.list_by_owner("ann").await.unwrap().len(), 1);
 
         // Nor when it looks expired by this process's clock.
         let past = Timestamp::now().as_millis() - 1_000;
-        let idle: u64 = conn.hget(&key, "i").await.unwrap();
-        let _: () = conn.hset(&key, "i", past).await.unwrap();
+        let mut idle = Timestamp::from_millis(0);
+        rewrite(&mut conn, &key, |stored| {
+            idle = stored.record.deadlines.idle;
+            stored.record.deadlines.idle = Timestamp::from_millis(past);
+        })
+        .await;
         assert!(store.list_by_owner("ann").await.unwrap().is_empty());
         assert!(
             indexed(&mut conn, &ann, &id).await,
             "not pruned on a client clock"
         );
-        let _: () = conn.hset(&key, "i", idle).await.unwrap();
+        rewrite(&mut conn, &key, |stored| {
+            stored.record.deadlines.idle = idle
+        })
+        .await;
 
         // An owner change adds the entry to the new owner's index; the old
         // owner's entry stays (removing it could race a change back) and is
@@ -410,11 +443,14 @@ fn the_owner_index_follows_writes_and_is_pruned_only_of_absent_sessions() {
 
         // A touch repairs an entry a failed index write left missing.
         let _: () = conn.srem(&bob, id.to_hex()).await.unwrap();
-        let _: () = conn.hdel(&key, "x:bob").await.unwrap();
+        rewrite(&mut conn, &key, |stored| {
+            stored.indexed_by.retain(|o| o != "bob")
+        })
+        .await;
         assert!(store.touch(&id, to_bob.deadlines).await.unwrap());
         assert!(indexed(&mut conn, &bob, &id).await, "touch re-adds");
 
-        // A delete removes it; a listing prunes entries of hashes that are gone.
+        // A delete removes it; a listing prunes entries of sessions that are gone.
         store.delete(&id).await.unwrap();
         assert!(
             !indexed(&mut conn, &bob, &id).await,
@@ -426,7 +462,7 @@ fn the_owner_index_follows_writes_and_is_pruned_only_of_absent_sessions() {
         assert!(store.list_by_owner("bob").await.unwrap().is_empty());
         assert!(
             !indexed(&mut conn, &bob, &other).await,
-            "absent hash pruned"
+            "absent session pruned"
         );
     });
 }
@@ -468,4 +504,77 @@ fn each_thread_gets_its_own_connection() {
         !conn.connected_here(),
         "none was made on the thread that built it"
     );
+}
+
+/// The scripts find every field by its length, not by looking for separators:
+/// owners made of the layout's own characters, or of multi-byte ones, survive
+/// a save, a touch, the index bookkeeping and a listing, byte for byte.
+#[test]
+fn owners_made_of_separators_and_digits_survive_every_script() {
+    block_on(async {
+        let prefix = format!("{}:", unique_name("owners"));
+        let store = RedisStore::builder(redis_url())
+            .prefix(&prefix)
+            .build()
+            .unwrap();
+        let mut conn = raw().await;
+        for owner in ["1:2:", "-1:", "ünï:cödé 🗝", ""] {
+            let id = SessionToken::generate().unwrap().id();
+            let mut rec = owned_by(owner);
+            rec.data.insert("text".into(), "1:0:-1:{}".into());
+            store.create(&id, &rec).await.unwrap();
+            rec.data.insert("n".into(), 2.into());
+            assert_eq!(
+                store.save(&id, &rec, 1).await.unwrap(),
+                SaveOutcome::Saved(2)
+            );
+            assert!(store.touch(&id, rec.deadlines).await.unwrap());
+            let loaded = store.load(&id).await.unwrap().unwrap();
+            assert_eq!(loaded.owner.as_deref(), Some(owner));
+            assert_eq!(loaded.data, rec.data);
+            let value: Vec<u8> = conn.get(store.session_key(&id)).await.unwrap();
+            assert_eq!(StoredSession::decode(&value).unwrap().indexed_by, [owner]);
+            assert_eq!(store.list_by_owner(owner).await.unwrap().len(), 1);
+            assert_eq!(store.delete_by_owner(owner, None).await.unwrap(), 1);
+            assert!(store.load(&id).await.unwrap().is_none());
+        }
+    });
+}
+
+/// A value no script can read (another writer's, another layout) fails a
+/// write with an error and is left as it was.
+#[test]
+fn a_value_in_another_layout_fails_writes_and_is_kept() {
+    block_on(async {
+        let prefix = format!("{}:", unique_name("foreign"));
+        let store = RedisStore::builder(redis_url())
+            .prefix(&prefix)
+            .build()
+            .unwrap();
+        let id = SessionToken::generate().unwrap().id();
+        let key = store.session_key(&id);
+        let mut conn = raw().await;
+        let foreign = "{\"user\":\"ann\"}";
+        let _: () = conn.set_ex(&key, foreign, 60).await.unwrap();
+        let rec = record(Duration::from_secs(30));
+        assert!(matches!(
+            store.load(&id).await,
+            Err(StoreError::Corrupt { .. })
+        ));
+        for (name, result) in [
+            ("save", store.save(&id, &rec, 1).await.map(drop)),
+            ("touch", store.touch(&id, rec.deadlines).await.map(drop)),
+            ("delete", store.delete(&id).await),
+        ] {
+            let err = result.expect_err(name);
+            assert!(matches!(err, StoreError::Backend { .. }), "{name}: {err:?}");
+        }
+        let kept: String = conn.get(&key).await.unwrap();
+        assert_eq!(kept, foreign);
+        assert!(
+            matches!(store.create(&id, &rec).await, Err(StoreError::IdCollision)),
+            "create never overwrites"
+        );
+        let _: () = conn.del(&key).await.unwrap();
+    });
 }

@@ -33,7 +33,7 @@
 //! | feature | what it adds | default? |
 //! | --- | --- | --- |
 //! | `memory` | `memory::MemoryStore`: in-process, no server; sessions end with the process | yes |
-//! | `redis` | `redis::RedisStore`: one hash per session, Lua compare-and-set, native TTL | no |
+//! | `redis` | `redis::RedisStore`: one string per session, Lua compare-and-set, native TTL | no |
 //! | `postgres` | `postgres::PostgresStore`: one row per session, `jsonb` data, compare-and-set `UPDATE` | no |
 //! | `actix-session` | `bridge::ActixSessionStore`: any latchkey store behind actix-session's middleware | no |
 //! | `cache` | `cache::CachedStore`: a read-through cache in front of any store, with a staleness bound | no |
