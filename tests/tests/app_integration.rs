@@ -20,29 +20,7 @@ use latchkey_tests::http::{body, get, post, session_cookie, token_of};
 use latchkey_tests::stores::{Calls, CountingStore, FailingStore};
 use serde_json::json;
 
-/// One test per store, so a failing store does not hide the others.
-macro_rules! on_every_store {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(#[actix_web::test]
-            async fn $name() {
-                super::$name(latchkey::AnyStore::new(latchkey::memory::MemoryStore::new())).await;
-            })*
-        }
-        mod redis {
-            $(#[actix_web::test]
-            async fn $name() {
-                super::$name(latchkey::AnyStore::new(latchkey_tests::stores::redis_store().await)).await;
-            })*
-        }
-        mod postgres {
-            $(#[actix_web::test]
-            async fn $name() {
-                super::$name(latchkey::AnyStore::new(latchkey_tests::stores::postgres_store().await)).await;
-            })*
-        }
-    };
-}
+use latchkey_tests::on_every_store;
 
 on_every_store!(
     middleware_and_handler_share_one_loaded_session,

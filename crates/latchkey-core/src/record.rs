@@ -219,6 +219,11 @@ pub struct Record {
     pub created_at: Timestamp,
     /// When it expires.
     pub deadlines: Deadlines,
+    /// The session's own idle timeout, when it opted into one ("remember
+    /// me"); `None` follows the middleware's. Stores keep it as written by
+    /// `create` and `save`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Record {
@@ -242,6 +247,7 @@ impl Record {
             owner: None,
             created_at: now,
             deadlines,
+            idle_timeout: None,
         }
     }
 

@@ -19,11 +19,18 @@ pub struct Migration {
 // The repository's top-level `migrations/` is the source of the schema; the
 // crate embeds its own copies because a published tarball holds only the
 // crate's folder, and `tests/tests/packaged_copies.rs` fails when the two differ.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_create_sessions.sql",
-    sql: include_str!("../migrations/0001_create_sessions.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_create_sessions.sql",
+        sql: include_str!("../migrations/0001_create_sessions.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_session_idle_timeout.sql",
+        sql: include_str!("../migrations/0002_session_idle_timeout.sql"),
+    },
+];
 
 /// The SQL of `migration` for this schema and table.
 pub(crate) fn render(migration: &Migration, schema: &Identifier, table: &Identifier) -> String {

@@ -336,8 +336,17 @@ fn version_param(version: u64) -> Result<i64, StoreError> {
         .map_err(|_| StoreError::encode(format!("version {version} exceeds bigint")))
 }
 
+/// A session's own idle timeout as the `idle_timeout_ms` column holds it.
+fn idle_timeout_param(record: &Record) -> Option<i64> {
+    record.idle_timeout.map(|timeout| {
+        i64::try_from(timeout.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1)
+    })
+}
+
 /// Reads a record from the columns `data, version, owner, created_at,
-/// idle_expires_at, absolute_expires_at` starting at `offset`.
+/// idle_expires_at, absolute_expires_at, idle_timeout_ms` starting at `offset`.
 fn decode(row: &Row, offset: usize) -> Result<Record, StoreError> {
     let get_err = StoreError::corrupt;
     let Json(data): Json<SessionData> = row.try_get(offset).map_err(get_err)?;
@@ -351,6 +360,12 @@ fn decode(row: &Row, offset: usize) -> Result<Record, StoreError> {
             idle: timestamp(row.try_get(offset + 4).map_err(get_err)?),
             absolute: timestamp(row.try_get(offset + 5).map_err(get_err)?),
         },
+        idle_timeout: row
+            .try_get::<_, Option<i64>>(offset + 6)
+            .map_err(get_err)?
+            .map(|millis| u64::try_from(millis).map(Duration::from_millis))
+            .transpose()
+            .map_err(StoreError::corrupt)?,
     })
 }
 
@@ -655,6 +670,7 @@ impl SessionStore for PostgresStore {
         );
         let now = system_time(Timestamp::now());
         let owner = record.owner.as_deref();
+        let idle_timeout = idle_timeout_param(record);
         let inserted = self
             .run_once(|client| async move {
                 let insert = client.prepare_cached(&self.shared.sql.create).await?;
@@ -664,7 +680,18 @@ impl SessionStore for PostgresStore {
                 let is_live = client.prepare_cached(&self.shared.sql.is_live).await?;
                 for _ in 0..CREATE_ATTEMPTS {
                     match client
-                        .execute(&insert, &[&key, data, &owner, &created, &idle, &absolute])
+                        .execute(
+                            &insert,
+                            &[
+                                &key,
+                                data,
+                                &owner,
+                                &created,
+                                &idle,
+                                &absolute,
+                                &idle_timeout,
+                            ],
+                        )
                         .await
                     {
                         Ok(_) => return Ok(true),
@@ -676,7 +703,16 @@ impl SessionStore for PostgresStore {
                     let replaced = client
                         .execute(
                             &replace,
-                            &[&key, data, &owner, &created, &idle, &absolute, &now],
+                            &[
+                                &key,
+                                data,
+                                &owner,
+                                &created,
+                                &idle,
+                                &absolute,
+                                &now,
+                                &idle_timeout,
+                            ],
                         )
                         .await?;
                     if replaced == 1 {
@@ -708,6 +744,7 @@ impl SessionStore for PostgresStore {
         let expected = version_param(expected_version)?;
         let data = &Json(&record.data);
         let owner = record.owner.as_deref();
+        let idle_timeout = idle_timeout_param(record);
         let (idle, absolute) = (
             system_time(record.deadlines.idle),
             system_time(record.deadlines.absolute),
@@ -718,7 +755,16 @@ impl SessionStore for PostgresStore {
             let saved = client
                 .query_opt(
                     &stmt,
-                    &[&key, &expected, data, &owner, &idle, &absolute, &now],
+                    &[
+                        &key,
+                        &expected,
+                        data,
+                        &owner,
+                        &idle,
+                        &absolute,
+                        &now,
+                        &idle_timeout,
+                    ],
                 )
                 .await?;
             if let Some(row) = saved {

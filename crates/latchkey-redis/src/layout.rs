@@ -1,9 +1,10 @@
 //! How a session is kept in Redis: one string per session.
 //!
 //! One string rather than a hash makes `load` a plain `GET` and `create` a
-//! plain `SET … NX PXAT`; only writes that must compare something first (save,
-//! touch, the deletes) run a script, and each of those is one `GET`, a few
-//! string operations and at most one `SET`. The value is
+//! plain `SET … NX PXAT`; only writes that must read the value first (save,
+//! touch, the deletes, recording an index entry) run a script, and each of
+//! those is one `GET`, a few string operations and at most one `SET` or
+//! `DEL`. The value is
 //!
 //! ```text
 //! 1:<version>:<created>:<idle>:<absolute>:<n>:<len>:<owner>…<idle timeout>:<owner length>:<owner><data>
@@ -126,7 +127,7 @@ impl StoredSession {
         record.owner = owner;
         record.data = data;
         // Zero means "the middleware's": no session has a zero idle timeout.
-        let _ = (idle_timeout != 0).then(|| Duration::from_millis(idle_timeout));
+        record.idle_timeout = (idle_timeout != 0).then(|| Duration::from_millis(idle_timeout));
         Ok(Self { record, indexed_by })
     }
 }
@@ -136,7 +137,12 @@ impl StoredSession {
 /// deadlines, index entries) in front.
 pub(crate) fn encode_tail(record: &Record) -> Result<Vec<u8>, StoreError> {
     let mut bytes = Vec::with_capacity(48);
-    write_numbers(&mut bytes, &[0]);
+    let idle_timeout = record.idle_timeout.map_or(0, |timeout| {
+        u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    });
+    write_numbers(&mut bytes, &[idle_timeout]);
     match &record.owner {
         Some(owner) => {
             write_numbers(&mut bytes, &[owner.len() as u64]);

@@ -31,14 +31,21 @@ local function read(s)
   local indexed, at = {}, entries_at
   for _ = 1, tonumber(count) do
     local len, from = string.match(s, '^(%d+):()', at)
-    if not len then error({err = 'ERR latchkey: session value has a broken index entry'}) end
+    if not len or from + tonumber(len) - 1 > #s then
+      error({err = 'ERR latchkey: session value has a broken index entry'})
+    end
     indexed[#indexed + 1] = string.sub(s, from, from + tonumber(len) - 1)
     at = from + tonumber(len)
   end
   local owner_len, owner_at = string.match(s, '^%d+:(%-?%d+):()', at)
   if not owner_len then error({err = 'ERR latchkey: session value has no owner field'}) end
   local owner = false
-  if owner_len ~= '-1' then owner = string.sub(s, owner_at, owner_at + tonumber(owner_len) - 1) end
+  if owner_len ~= '-1' then
+    if string.sub(owner_len, 1, 1) == '-' or owner_at + tonumber(owner_len) - 1 > #s then
+      error({err = 'ERR latchkey: session value has a broken owner field'})
+    end
+    owner = string.sub(s, owner_at, owner_at + tonumber(owner_len) - 1)
+  end
   return {version = version, created = created, idle = idle, absolute = absolute,
     count = tonumber(count), indexed = indexed, owner = owner,
     index_at = index_at, entries_at = entries_at, tail_at = at}
@@ -60,9 +67,11 @@ end
 /// now, has_owner, owner, tail (idle timeout, owner and data as the layout
 /// writes them). The idle deadline never moves earlier (a touch since the load
 /// moved it later without a new version), nor past the absolute one. Returns
-/// `{new version, 1 if the owner's index is known to hold the session (or
-/// there is no owner), else 0}`, -1 when missing (absent, or expired by the
-/// application's clock), -2 on conflict.
+/// `{new version, 1 if the owner's index is known to hold the session and to
+/// live as long as it (or there is no owner), else 0}`, -1 when missing
+/// (absent, or expired by the application's clock), -2 on conflict. A later
+/// absolute deadline counts as not indexed, so that the index's expiry is
+/// moved too.
 pub(crate) const SAVE: &str = session_script!(
     r"
 local s = redis.call('GET', KEYS[1])
@@ -76,15 +85,16 @@ if tonumber(idle) > tonumber(ARGV[3]) then idle = ARGV[3] end
 local version = string.format('%d', tonumber(r.version) + 1)
 redis.call('SET', KEYS[1], '1:' .. version .. ':' .. r.created .. ':' .. idle .. ':' .. ARGV[3] .. ':'
   .. string.sub(s, r.index_at, r.tail_at - 1) .. ARGV[7], 'PXAT', idle)
-local indexed = ARGV[5] ~= '1' or holds(r, ARGV[6])
+local indexed = ARGV[5] ~= '1' or (holds(r, ARGV[6]) and tonumber(ARGV[3]) <= tonumber(r.absolute))
 return {tonumber(version), indexed and 1 or 0}
 "
 );
 
 /// Moves the deadlines of a live session. KEYS[1] session; ARGV idle, absolute,
-/// expire_at, now. Returns `{owner or '', 1 if that owner's index is known to
-/// hold the session (or there is no owner), else 0}` when touched, 0 when
-/// missing (absent, or expired by the application's clock).
+/// expire_at, now. Returns `{1 if it has an owner else 0, owner or '', 1 if
+/// that owner's index is known to hold the session and to live as long as it
+/// (or there is no owner), else 0}` when touched, 0 when missing (absent, or
+/// expired by the application's clock).
 pub(crate) const TOUCH: &str = session_script!(
     r"
 local s = redis.call('GET', KEYS[1])
@@ -93,8 +103,8 @@ local r = read(s)
 if expired(r, ARGV[4]) then return 0 end
 redis.call('SET', KEYS[1], '1:' .. r.version .. ':' .. r.created .. ':' .. ARGV[1] .. ':' .. ARGV[2] .. ':'
   .. string.sub(s, r.index_at), 'PXAT', ARGV[3])
-local indexed = not r.owner or holds(r, r.owner)
-return {r.owner or '', indexed and 1 or 0}
+local indexed = not r.owner or (holds(r, r.owner) and tonumber(ARGV[2]) <= tonumber(r.absolute))
+return {r.owner and 1 or 0, r.owner or '', indexed and 1 or 0}
 "
 );
 

@@ -628,7 +628,20 @@ fn refused_unexecuted(err: &RedisError) -> bool {
 }
 
 fn backend(err: RedisError) -> StoreError {
+    if is_unreadable_value(&err) {
+        return StoreError::corrupt(err);
+    }
     StoreError::backend(STORE, err)
+}
+
+/// Whether Redis refused the call because of what the session's key holds (a
+/// value no script can read, or a key of another type) rather than because of
+/// the server or the connection.
+fn is_unreadable_value(err: &RedisError) -> bool {
+    err.code() == Some("WRONGTYPE")
+        || err
+            .detail()
+            .is_some_and(|detail| detail.starts_with("latchkey:"))
 }
 
 /// The integer a script returned, or the error it raised.
@@ -750,9 +763,10 @@ where
             Reply::Status(_) => Ok(false),
             Reply::List(values) => {
                 // A touch also finishes index work a failed save left undone.
-                let owner = values.first().map(text).transpose()?.unwrap_or_default();
-                let indexed = number(values.get(1))? == 1;
-                let owner = (!owner.is_empty()).then_some(owner.as_str());
+                let has_owner = number(values.first())? == 1;
+                let owner = values.get(1).map(text).transpose()?.unwrap_or_default();
+                let indexed = number(values.get(2))? == 1;
+                let owner = has_owner.then_some(owner.as_str());
                 self.reindex(id, indexed, owner, deadlines.absolute).await?;
                 Ok(true)
             }

@@ -541,8 +541,8 @@ fn owners_made_of_separators_and_digits_survive_every_script() {
     });
 }
 
-/// A value no script can read (another writer's, another layout) fails a
-/// write with an error and is left as it was.
+/// A value no script can read (another writer's, another layout, a key of
+/// another type) fails every operation as corrupt and is left as it was.
 #[test]
 fn a_value_in_another_layout_fails_writes_and_is_kept() {
     block_on(async {
@@ -567,7 +567,7 @@ fn a_value_in_another_layout_fails_writes_and_is_kept() {
             ("delete", store.delete(&id).await),
         ] {
             let err = result.expect_err(name);
-            assert!(matches!(err, StoreError::Backend { .. }), "{name}: {err:?}");
+            assert!(matches!(err, StoreError::Corrupt { .. }), "{name}: {err:?}");
         }
         let kept: String = conn.get(&key).await.unwrap();
         assert_eq!(kept, foreign);
@@ -576,5 +576,77 @@ fn a_value_in_another_layout_fails_writes_and_is_kept() {
             "create never overwrites"
         );
         let _: () = conn.del(&key).await.unwrap();
+
+        // A key of another type, such as a hash.
+        let _: () = conn.hset(&key, "v", "1").await.unwrap();
+        for (name, result) in [
+            ("load", store.load(&id).await.map(drop)),
+            ("save", store.save(&id, &rec, 1).await.map(drop)),
+            ("delete", store.delete(&id).await),
+        ] {
+            let err = result.expect_err(name);
+            assert!(matches!(err, StoreError::Corrupt { .. }), "{name}: {err:?}");
+        }
+        let _: () = conn.del(&key).await.unwrap();
+    });
+}
+
+/// The owner's index lives as long as the latest absolute deadline of its
+/// sessions, also when a save or a touch moves a session's absolute deadline
+/// later after it was indexed.
+#[test]
+fn the_owner_index_outlives_a_session_whose_absolute_deadline_moved_later() {
+    block_on(async {
+        let prefix = format!("{}:", unique_name("index-ttl"));
+        let store = RedisStore::builder(redis_url())
+            .prefix(&prefix)
+            .build()
+            .unwrap();
+        let mut conn = raw().await;
+        let index = store.owner_key("ann");
+        let id = SessionToken::generate().unwrap().id();
+        let mut rec = owned_by("ann");
+        store.create(&id, &rec).await.unwrap();
+        let first: i64 = conn.pttl(&index).await.unwrap();
+        assert!(first <= 60_000, "{first}");
+
+        rec.deadlines.absolute = rec.deadlines.absolute + Duration::from_secs(600);
+        assert_eq!(
+            store.save(&id, &rec, 1).await.unwrap(),
+            SaveOutcome::Saved(2)
+        );
+        let after_save: i64 = conn.pttl(&index).await.unwrap();
+        assert!(after_save > 600_000, "the save moved it: {after_save}");
+
+        let later = Deadlines {
+            idle: rec.deadlines.idle,
+            absolute: rec.deadlines.absolute + Duration::from_secs(600),
+        };
+        assert!(store.touch(&id, later).await.unwrap());
+        let after_touch: i64 = conn.pttl(&index).await.unwrap();
+        assert!(after_touch > 1_200_000, "the touch moved it: {after_touch}");
+    });
+}
+
+/// A touch repairs a missing index entry for every owner, the empty one too.
+#[test]
+fn a_touch_repairs_the_index_of_an_empty_owner() {
+    block_on(async {
+        let prefix = format!("{}:", unique_name("empty-owner"));
+        let store = RedisStore::builder(redis_url())
+            .prefix(&prefix)
+            .build()
+            .unwrap();
+        let mut conn = raw().await;
+        let id = SessionToken::generate().unwrap().id();
+        let rec = owned_by("");
+        store.create(&id, &rec).await.unwrap();
+        let index = store.owner_key("");
+        let key = store.session_key(&id);
+        let _: () = conn.srem(&index, id.to_hex()).await.unwrap();
+        rewrite(&mut conn, &key, |stored| stored.indexed_by.clear()).await;
+        assert!(store.touch(&id, rec.deadlines).await.unwrap());
+        assert!(indexed(&mut conn, &index, &id).await, "touch re-adds");
+        assert_eq!(store.list_by_owner("").await.unwrap().len(), 1);
     });
 }

@@ -280,6 +280,46 @@ pub async fn save_never_moves_the_idle_deadline_earlier<S: SessionStore>(store: 
     );
 }
 
+/// A session's own idle timeout ("remember me") is kept as `create` and `save`
+/// write it, and a touch leaves it alone.
+pub async fn the_session_idle_timeout_is_kept<S: SessionStore>(store: S) {
+    let remembered = Duration::from_secs(30 * 24 * 3600);
+    let mut record = record_with(LONG, 2 * LONG);
+    record.idle_timeout = Some(remembered);
+    let id = create(&store, &record).await;
+    let loaded = load(&store, &id).await.expect("created");
+    assert_eq!(loaded.idle_timeout, Some(remembered), "create keeps it");
+    assert!(
+        store.touch(&id, loaded.deadlines).await.expect("touch"),
+        "touched"
+    );
+    let loaded = load(&store, &id).await.expect("still there");
+    assert_eq!(loaded.idle_timeout, Some(remembered), "a touch keeps it");
+    let mut forgotten = loaded.clone();
+    forgotten.idle_timeout = None;
+    assert_eq!(
+        save(&store, &id, &forgotten, 1).await,
+        SaveOutcome::Saved(2)
+    );
+    let loaded = load(&store, &id).await.expect("still there");
+    assert_eq!(loaded.idle_timeout, None, "a save writes it");
+    let mut odd = loaded.clone();
+    odd.idle_timeout = Some(Duration::from_millis(1_500));
+    assert_eq!(save(&store, &id, &odd, 2).await, SaveOutcome::Saved(3));
+    assert_eq!(
+        load(&store, &id).await.expect("still there").idle_timeout,
+        Some(Duration::from_millis(1_500)),
+        "kept to the millisecond"
+    );
+    let unowned = record_with(LONG, 2 * LONG);
+    let plain = create(&store, &unowned).await;
+    assert_eq!(
+        load(&store, &plain).await.expect("created").idle_timeout,
+        None,
+        "a session that did not opt in has none"
+    );
+}
+
 /// `save` writes only at the expected version and bumps it; a stale writer gets
 /// `Conflict` and changes nothing.
 pub async fn save_is_compare_and_set<S: SessionStore>(store: S) {

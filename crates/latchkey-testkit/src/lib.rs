@@ -59,6 +59,7 @@ macro_rules! conformance_tests {
             expired_session_id_can_be_created_again,
             touch_extends_without_rewriting,
             save_never_moves_the_idle_deadline_earlier,
+            the_session_idle_timeout_is_kept,
             save_is_compare_and_set,
             save_after_delete_is_missing_and_does_not_resurrect,
             delete_at_version_is_compare_and_delete,

@@ -52,6 +52,7 @@ where
     cases::expired_session_id_can_be_created_again(factory().await).await;
     cases::touch_extends_without_rewriting(factory().await).await;
     cases::save_never_moves_the_idle_deadline_earlier(factory().await).await;
+    cases::the_session_idle_timeout_is_kept(factory().await).await;
     cases::save_is_compare_and_set(factory().await).await;
     cases::save_after_delete_is_missing_and_does_not_resurrect(factory().await).await;
     cases::delete_at_version_is_compare_and_delete(factory().await).await;

@@ -95,6 +95,7 @@ pub(crate) struct Config {
     pub(crate) cookie_lifetime: CookieLifetime,
     pub(crate) idle_timeout: Duration,
     pub(crate) lifetime: Duration,
+    pub(crate) max_remembered_idle_timeout: Duration,
     pub(crate) idle_extension: IdleExtension,
     pub(crate) extension_interval: Duration,
     pub(crate) session_deadline: Duration,
@@ -164,6 +165,7 @@ pub struct SessionMiddlewareBuilder {
     cookie_lifetime: CookieLifetime,
     idle_timeout: Duration,
     lifetime: Duration,
+    max_remembered_idle_timeout: Option<Duration>,
     idle_extension: IdleExtension,
     extension_interval: Option<Duration>,
     session_deadline: Duration,
@@ -203,8 +205,10 @@ pub enum ConfigError {
     /// A `__Secure-` cookie must be `Secure`.
     #[error("a cookie named `__Secure-…` must be Secure")]
     SecurePrefixViolated,
-    /// Idle timeout, lifetime or session deadline is zero.
-    #[error("idle timeout, lifetime and session deadline must be longer than zero")]
+    /// Idle timeout, lifetime, session deadline or remembered idle timeout is zero.
+    #[error(
+        "idle timeout, lifetime, session deadline and remembered idle timeout must be longer than zero"
+    )]
     ZeroTimeout,
     /// A duration is longer than the ten years `build` accepts.
     #[error("{setting} of {given:?} is longer than the {max:?} allowed")]
@@ -248,6 +252,7 @@ impl SessionMiddlewareBuilder {
             cookie_lifetime: CookieLifetime::default(),
             idle_timeout: Duration::from_secs(24 * 3600),
             lifetime: Duration::from_secs(7 * 24 * 3600),
+            max_remembered_idle_timeout: None,
             idle_extension: IdleExtension::default(),
             extension_interval: None,
             session_deadline: Duration::from_secs(10),
@@ -425,6 +430,29 @@ impl SessionMiddlewareBuilder {
     /// ```
     pub fn cookie_same_site(mut self, same_site: SameSite) -> Self {
         self.cookie_same_site = same_site;
+        self
+    }
+
+    /// The longest idle timeout [`Session::remember`](crate::Session::remember)
+    /// may give a session ("remember me"). Default: the
+    /// [lifetime](Self::lifetime), which caps every session anyway.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let store = latchkey::memory::MemoryStore::new();
+    /// let day = Duration::from_secs(24 * 3600);
+    /// let middleware = latchkey::SessionMiddleware::builder(store, actix_web::cookie::Key::generate())
+    ///     .idle_timeout(Duration::from_secs(3600))
+    ///     .lifetime(90 * day)
+    ///     .max_remembered_idle_timeout(30 * day)
+    ///     .build()?;
+    /// # drop(middleware);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
+    pub fn max_remembered_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.max_remembered_idle_timeout = Some(timeout);
         self
     }
 
@@ -713,7 +741,11 @@ impl SessionMiddlewareBuilder {
         if self.cookie_name.starts_with("__Secure-") && !self.cookie_secure {
             return Err(ConfigError::SecurePrefixViolated);
         }
-        if self.idle_timeout.is_zero() || self.lifetime.is_zero() || self.session_deadline.is_zero()
+        let max_remembered = self.max_remembered_idle_timeout.unwrap_or(self.lifetime);
+        if self.idle_timeout.is_zero()
+            || self.lifetime.is_zero()
+            || self.session_deadline.is_zero()
+            || max_remembered.is_zero()
         {
             return Err(ConfigError::ZeroTimeout);
         }
@@ -721,6 +753,7 @@ impl SessionMiddlewareBuilder {
             ("idle timeout", self.idle_timeout),
             ("lifetime", self.lifetime),
             ("session deadline", self.session_deadline),
+            ("remembered idle timeout", max_remembered),
         ] {
             if given > MAX_DURATION {
                 return Err(ConfigError::DurationTooLong {
@@ -766,6 +799,7 @@ impl SessionMiddlewareBuilder {
             cookie_lifetime: self.cookie_lifetime,
             idle_timeout: self.idle_timeout,
             lifetime: self.lifetime,
+            max_remembered_idle_timeout: self.max_remembered_idle_timeout.unwrap_or(self.lifetime),
             idle_extension: self.idle_extension,
             extension_interval: self.extension_interval.unwrap_or(self.idle_timeout / 10),
             session_deadline: self.session_deadline,

@@ -73,6 +73,17 @@ pub enum Error {
         /// The configured deadline.
         deadline: std::time::Duration,
     },
+    /// [`Session::remember`](crate::Session::remember) asked for an idle
+    /// timeout of zero or above the configured
+    /// [bound](crate::SessionMiddlewareBuilder::max_remembered_idle_timeout);
+    /// the session is left as it was.
+    #[error("remembered idle timeout {requested:?} is not within 1 ms ..= {max:?}")]
+    RememberOutOfBounds {
+        /// The idle timeout asked for.
+        requested: std::time::Duration,
+        /// The configured bound.
+        max: std::time::Duration,
+    },
     /// `Session` was extracted in an app without `SessionMiddleware`.
     #[error("Session was used without SessionMiddleware wrapping the app")]
     MissingMiddleware,

@@ -42,8 +42,13 @@ const CREATE_ATTEMPTS: u32 = 3;
 pub(crate) enum CookieAction {
     /// Leave the client's cookie as it is.
     Keep,
-    /// Send this token, expiring with these deadlines.
-    Set(SessionToken, Deadlines),
+    /// Send this token, expiring with these deadlines; `persistent` when the
+    /// cookie outlives the browser (see [`persistent_cookie`]).
+    Set {
+        token: SessionToken,
+        deadlines: Deadlines,
+        persistent: bool,
+    },
     /// Tell the client to drop the cookie.
     Remove,
 }
@@ -109,10 +114,11 @@ fn untouched(cookie: IncomingCookie) -> CookieAction {
 
 async fn unchanged(loaded: Loaded, config: &Config, now: Timestamp) -> Result<CookieAction, Error> {
     let deadlines = loaded.base.deadlines;
-    if !touch_due(&deadlines, config, now) {
+    let idle_timeout = idle_timeout_of(&loaded.base, config);
+    if !touch_due(&deadlines, idle_timeout, config, now) {
         return Ok(refreshed(loaded, deadlines, config));
     }
-    let extended = deadlines.extended(now, config.idle_timeout);
+    let extended = deadlines.extended(now, idle_timeout);
     if !config.store.touch(&loaded.token.id(), extended).await? {
         tracing::debug!(session = %loaded.token.id(), "session gone before its idle deadline moved");
         return Ok(CookieAction::Keep);
@@ -272,7 +278,12 @@ async fn save_group(
             // Every change was refused or given up on: nothing to write.
             return Ok(None);
         }
-        record.deadlines = saved_deadlines(record.deadlines, config, now);
+        record.deadlines = saved_deadlines(
+            record.deadlines,
+            idle_timeout_of(record, config),
+            config,
+            now,
+        );
         match config.store.save(&id, record, record.version).await? {
             SaveOutcome::Saved(version) => {
                 record.version = version;
@@ -323,14 +334,20 @@ fn group_failure(err: &Error) -> Error {
 }
 
 async fn created(change: Change, config: &Config, now: Timestamp) -> Result<CookieAction, Error> {
+    let idle_timeout = change.remember.unwrap_or(config.idle_timeout);
     let mut record = Record::new(
         now,
-        Deadlines::starting_at(now, config.idle_timeout, config.lifetime),
+        Deadlines::starting_at(now, idle_timeout, config.lifetime),
     );
     record.data = change.data;
     record.owner = change.owner;
+    record.idle_timeout = change.remember;
     let token = create(&config.store, &record).await?;
-    Ok(CookieAction::Set(token, record.deadlines))
+    Ok(CookieAction::Set {
+        token,
+        deadlines: record.deadlines,
+        persistent: persistent_cookie(&record, config),
+    })
 }
 
 /// Moves the session to a new token: the new session is created first, then
@@ -349,20 +366,31 @@ async fn renewed(
     let store = &config.store;
     let old = loaded.token.id();
     let mut turn = config.runtime.write_gate.enter(old).await;
+    let remember = change.remember;
     let mut pending = Pending::new(&loaded, change, &turn, config)?;
     let successor = |pending: &Pending| {
         let mut record = pending.record.clone();
         if new_lifetime {
+            // A login starts over: remembered only if this request asks.
             record.created_at = now;
-            record.deadlines = Deadlines::starting_at(now, config.idle_timeout, config.lifetime);
+            record.idle_timeout = remember;
+            record.deadlines =
+                Deadlines::starting_at(now, idle_timeout_of(&record, config), config.lifetime);
         } else {
             // The absolute deadline and creation time stay: renewing never
             // extends a session's life.
-            record.deadlines = saved_deadlines(record.deadlines, config, now);
+            record.idle_timeout = remember.or(record.idle_timeout);
+            record.deadlines = saved_deadlines(
+                record.deadlines,
+                idle_timeout_of(&record, config),
+                config,
+                now,
+            );
         }
         record
     };
     let record = successor(&pending);
+    let persistent = persistent_cookie(&record, config);
     let token = create(store, &record).await?;
     let new = token.id();
     // Until the old session is retired the new one is an orphan no client
@@ -375,7 +403,11 @@ async fn renewed(
             turn.retired();
             store.metrics().session_destroyed();
             tracing::debug!(from = %old, to = %new, "session renewed");
-            Ok(CookieAction::Set(token, deadlines))
+            Ok(CookieAction::Set {
+                token,
+                deadlines,
+                persistent,
+            })
         }
         Ok(None) => {
             store.delete(&new).await?;
@@ -558,20 +590,41 @@ impl Pending {
 /// The cookie after a write that kept the token: re-issued when it was made with
 /// a rotated key, or when a persistent cookie's expiry moved.
 fn refreshed(loaded: Loaded, deadlines: Deadlines, config: &Config) -> CookieAction {
-    let persistent_moved =
-        deadlines != loaded.base.deadlines && config.cookie_lifetime == CookieLifetime::Persistent;
+    let persistent = persistent_cookie(&loaded.base, config);
+    let persistent_moved = deadlines != loaded.base.deadlines && persistent;
     if loaded.stale_key || persistent_moved {
-        CookieAction::Set(loaded.token, deadlines)
+        CookieAction::Set {
+            token: loaded.token,
+            deadlines,
+            persistent,
+        }
     } else {
         CookieAction::Keep
     }
 }
 
+/// The idle timeout that applies to `record`: its own, when it is remembered,
+/// or the middleware's.
+pub(crate) fn idle_timeout_of(record: &Record, config: &Config) -> Duration {
+    record.idle_timeout.unwrap_or(config.idle_timeout)
+}
+
+/// Whether the session's cookie outlives the browser: always with
+/// [`CookieLifetime::Persistent`], and for a remembered session.
+pub(crate) fn persistent_cookie(record: &Record, config: &Config) -> bool {
+    config.cookie_lifetime == CookieLifetime::Persistent || record.idle_timeout.is_some()
+}
+
 /// Whether a request that changed nothing should move the idle deadline: under
 /// [`IdleExtension::OnEveryRequest`], when [`extension_due`].
-fn touch_due(deadlines: &Deadlines, config: &Config, now: Timestamp) -> bool {
+fn touch_due(
+    deadlines: &Deadlines,
+    idle_timeout: Duration,
+    config: &Config,
+    now: Timestamp,
+) -> bool {
     config.idle_extension == IdleExtension::OnEveryRequest
-        && extension_due(deadlines, config, now).is_some()
+        && extension_due(deadlines, idle_timeout, config, now).is_some()
 }
 
 /// The extended deadlines, once extending would move the idle deadline by the
@@ -579,8 +632,13 @@ fn touch_due(deadlines: &Deadlines, config: &Config, now: Timestamp) -> bool {
 /// reach the absolute deadline (moving by less), so that a session in use lasts
 /// its whole lifetime. Moving it by less is not worth a store write, nor, on
 /// PostgreSQL, an update of the indexed expiry column.
-fn extension_due(deadlines: &Deadlines, config: &Config, now: Timestamp) -> Option<Deadlines> {
-    let extended = deadlines.extended(now, config.idle_timeout);
+fn extension_due(
+    deadlines: &Deadlines,
+    idle_timeout: Duration,
+    config: &Config,
+    now: Timestamp,
+) -> Option<Deadlines> {
+    let extended = deadlines.extended(now, idle_timeout);
     let moved = extended.idle.saturating_since(deadlines.idle);
     let due = moved >= config.extension_interval
         || (extended.idle == extended.absolute && extended.idle > deadlines.idle);
@@ -590,10 +648,15 @@ fn extension_due(deadlines: &Deadlines, config: &Config, now: Timestamp) -> Opti
 /// The deadlines a save writes: the idle one moved when the policy extends on
 /// changes and the extension is due (so most saves leave the deadlines as
 /// loaded); the absolute one never.
-fn saved_deadlines(deadlines: Deadlines, config: &Config, now: Timestamp) -> Deadlines {
+fn saved_deadlines(
+    deadlines: Deadlines,
+    idle_timeout: Duration,
+    config: &Config,
+    now: Timestamp,
+) -> Deadlines {
     match config.idle_extension {
         IdleExtension::OnEveryRequest | IdleExtension::OnChange => {
-            extension_due(&deadlines, config, now).unwrap_or(deadlines)
+            extension_due(&deadlines, idle_timeout, config, now).unwrap_or(deadlines)
         }
         IdleExtension::Never => deadlines,
     }
@@ -687,9 +750,12 @@ mod tests {
             idle: at(100_000),
             absolute: at(1_000_000),
         };
-        assert!(!touch_due(&deadlines, &config, at(5_000)), "moved 5 s only");
         assert!(
-            touch_due(&deadlines, &config, at(10_000)),
+            !touch_due(&deadlines, config.idle_timeout, &config, at(5_000)),
+            "moved 5 s only"
+        );
+        assert!(
+            touch_due(&deadlines, config.idle_timeout, &config, at(10_000)),
             "moved by the interval"
         );
         // 3 s before the absolute deadline the extension is capped: it moves the
@@ -698,13 +764,18 @@ mod tests {
             idle: at(997_000),
             absolute: at(1_000_000),
         };
-        assert!(touch_due(&near_end, &config, at(950_000)));
+        assert!(touch_due(
+            &near_end,
+            config.idle_timeout,
+            &config,
+            at(950_000)
+        ));
         let at_end = Deadlines {
             idle: at(1_000_000),
             absolute: at(1_000_000),
         };
         assert!(
-            !touch_due(&at_end, &config, at(950_000)),
+            !touch_due(&at_end, config.idle_timeout, &config, at(950_000)),
             "nothing left to move"
         );
     }
@@ -718,12 +789,12 @@ mod tests {
             absolute: at(1_000_000),
         };
         assert_eq!(
-            saved_deadlines(loaded, &config, at(9_999)),
+            saved_deadlines(loaded, config.idle_timeout, &config, at(9_999)),
             loaded,
             "a save 9.999 s in keeps the deadlines it loaded"
         );
         assert_eq!(
-            saved_deadlines(loaded, &config, at(10_000)),
+            saved_deadlines(loaded, config.idle_timeout, &config, at(10_000)),
             Deadlines {
                 idle: at(110_000),
                 absolute: at(1_000_000),
@@ -735,7 +806,7 @@ mod tests {
             absolute: at(1_000_000),
         };
         assert_eq!(
-            saved_deadlines(near_end, &config, at(950_000)).idle,
+            saved_deadlines(near_end, config.idle_timeout, &config, at(950_000)).idle,
             at(1_000_000),
             "near the end a save reaches the absolute deadline"
         );

@@ -12,7 +12,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use actix_web::{HttpMessage as _, ResponseError as _};
 use latchkey_core::{SessionStore, Timestamp};
 
-use crate::config::{Config, CookieLifetime, SessionMiddlewareBuilder};
+use crate::config::{Config, SessionMiddlewareBuilder};
 use crate::error::{Error, StoreUnavailable};
 use crate::lifecycle::{CookieAction, write_back};
 use crate::metrics::SessionMetrics;
@@ -255,11 +255,12 @@ pub(crate) fn cookie_for(
     match action {
         CookieAction::Keep => None,
         CookieAction::Remove => Some(config.codec.removal()),
-        CookieAction::Set(token, deadlines) => {
-            let max_age = match config.cookie_lifetime {
-                CookieLifetime::Persistent => Some(deadlines.expires_at().saturating_since(now)),
-                CookieLifetime::BrowserSession => None,
-            };
+        CookieAction::Set {
+            token,
+            deadlines,
+            persistent,
+        } => {
+            let max_age = persistent.then(|| deadlines.expires_at().saturating_since(now));
             Some(config.codec.issue(&token, max_age))
         }
     }

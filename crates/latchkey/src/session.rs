@@ -95,6 +95,8 @@ pub(crate) struct Change {
     pub(crate) data: SessionData,
     pub(crate) owner: Option<String>,
     pub(crate) ops: Vec<Op>,
+    /// The idle timeout [`Session::remember`] asked for.
+    pub(crate) remember: Option<Duration>,
 }
 
 /// What the write-back has to do, decided once the handler is done.
@@ -134,6 +136,8 @@ pub(crate) struct State {
     original: Option<(SessionData, Option<String>)>,
     /// Every change, in order, for replay on a fresher copy after a conflict.
     pub(crate) ops: Vec<Op>,
+    /// The idle timeout [`Session::remember`] asked for.
+    remember: Option<Duration>,
     pub(crate) intent: Intent,
     /// The stored session `purge()` ended, deleted after the handler.
     pub(crate) ended: Option<SessionToken>,
@@ -170,6 +174,7 @@ impl State {
             owner: None,
             original: None,
             ops: Vec::new(),
+            remember: None,
             intent: Intent::Keep,
             ended: None,
             load_took: Duration::ZERO,
@@ -194,7 +199,7 @@ impl State {
     }
 
     fn has_content(&self) -> bool {
-        !self.data.is_empty() || self.owner.is_some()
+        !self.data.is_empty() || self.owner.is_some() || self.remember.is_some()
     }
 
     /// Whether values or owner differ from what was loaded.
@@ -246,6 +251,7 @@ impl State {
             data: self.data,
             owner: self.owner,
             ops: self.ops,
+            remember: self.remember,
         };
         match (self.intent, self.loaded) {
             (Intent::Purge, _) => Outcome::Purged {
@@ -562,6 +568,83 @@ impl Session {
         }
         let op = Op::SetOwner(Some(owner.into()));
         let _ = state.apply(op, &self.config);
+    }
+
+    /// Keeps the session across browser restarts ("remember me"): it gets a
+    /// persistent cookie and expires after `idle_timeout` without use instead
+    /// of the middleware's idle timeout. The session is
+    /// [renewed](Self::renew) to carry the change; the absolute
+    /// [lifetime](crate::SessionMiddlewareBuilder::lifetime) still caps it.
+    ///
+    /// A session stays remembered through saves and renewals. A
+    /// [`login`](Self::login) starts it over: call `remember` in the same
+    /// request for the new session to be remembered too.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RememberOutOfBounds`] when `idle_timeout` is zero or longer
+    /// than the configured
+    /// [bound](crate::SessionMiddlewareBuilder::max_remembered_idle_timeout);
+    /// [`Error::WrittenBack`] after the write-back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// async fn login(session: latchkey::Session) -> Result<&'static str, latchkey::Error> {
+    ///     // ... after checking the password, with "remember me" ticked:
+    ///     session.login("ann@example.com");
+    ///     session.remember(Duration::from_secs(30 * 24 * 3600))?;
+    ///     Ok("welcome")
+    /// }
+    /// # let _ = login;
+    /// ```
+    pub fn remember(&self, idle_timeout: Duration) -> Result<(), Error> {
+        let max = self.config.max_remembered_idle_timeout;
+        if idle_timeout.is_zero() || idle_timeout > max {
+            return Err(Error::RememberOutOfBounds {
+                requested: idle_timeout,
+                max,
+            });
+        }
+        let mut state = self.state();
+        if state.sealed {
+            return Err(Error::WrittenBack);
+        }
+        state.remember = Some(idle_timeout);
+        if state.intent == Intent::Keep && state.loaded.is_some() {
+            state.intent = Intent::Renew {
+                new_lifetime: false,
+            };
+        }
+        Ok(())
+    }
+
+    /// The session's own idle timeout when it is remembered (see
+    /// [`remember`](Self::remember)), including one asked for in this request.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn settings(session: latchkey::Session) -> String {
+    ///     match session.remembered() {
+    ///         Some(idle) => format!("signed in on this device for {} days of inactivity", idle.as_secs() / 86_400),
+    ///         None => "signed in until the browser closes".into(),
+    ///     }
+    /// }
+    /// # let _ = settings;
+    /// ```
+    pub fn remembered(&self) -> Option<Duration> {
+        let state = self.state();
+        let login = matches!(state.intent, Intent::Renew { new_lifetime: true });
+        state.remember.or_else(|| {
+            state
+                .loaded
+                .as_ref()
+                .filter(|_| !login)
+                .and_then(|loaded| loaded.base.idle_timeout)
+        })
     }
 
     /// Ends the session: deletes it from the store and tells the browser to drop

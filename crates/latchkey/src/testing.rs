@@ -73,7 +73,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::cookie::Incoming;
 use crate::error::Error;
-use crate::lifecycle::{CookieAction, create_with_fresh_token};
+use crate::lifecycle::{CookieAction, create_with_fresh_token, persistent_cookie};
 use crate::middleware::{SessionMiddleware, cookie_for, finish};
 use crate::session::{Session, SessionSlot, check_limits};
 
@@ -181,7 +181,11 @@ impl TestSessions {
         record.owner = owner.map(str::to_owned);
         // Set-up is not the application's work: it stays out of its metrics.
         let token = create_with_fresh_token(self.config.store.unobserved(), &record).await?;
-        let action = CookieAction::Set(token, record.deadlines);
+        let action = CookieAction::Set {
+            token,
+            deadlines: record.deadlines,
+            persistent: persistent_cookie(&record, &self.config),
+        };
         cookie_for(action, &self.config, now)
             .ok_or_else(|| Error::Store(latchkey_core::StoreError::corrupt("no cookie issued")))
     }
