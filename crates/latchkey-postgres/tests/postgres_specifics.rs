@@ -483,3 +483,52 @@ fn create_over_an_expired_row_that_cleanup_deletes_meanwhile_is_no_collision() {
         assert!(store.load(&id).await.unwrap().is_some(), "and it wrote it");
     });
 }
+
+/// A database migrated before the idle-timeout column existed keeps its
+/// sessions through the next `migrate`: they load as not remembered, and new
+/// sessions can be remembered.
+#[test]
+fn sessions_from_before_migration_two_survive_it() {
+    block_on(async {
+        let schema = unique_name("upgrade");
+        let store = store_in(&schema);
+        store.migrate().await.unwrap();
+        let client = admin().await;
+        // Back to what migration 1 left.
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE \"{schema}\".latchkey_sessions DROP COLUMN idle_timeout_ms; \
+                 DELETE FROM \"{schema}\".latchkey_sessions_migrations WHERE version = 2"
+            ))
+            .await
+            .unwrap();
+        let old = SessionToken::generate().unwrap().id();
+        let now = Timestamp::now();
+        let idle = now + Duration::from_secs(60);
+        let to_time = |t: Timestamp| std::time::UNIX_EPOCH + Duration::from_millis(t.as_millis());
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO \"{schema}\".latchkey_sessions \
+                     (id, data, version, owner, created_at, idle_expires_at, absolute_expires_at) \
+                     VALUES ($1, '{{\"n\": 1}}', 1, NULL, $2, $3, $3)"
+                ),
+                &[&old.as_bytes().as_slice(), &to_time(now), &to_time(idle)],
+            )
+            .await
+            .unwrap();
+
+        store_in(&schema).migrate().await.unwrap();
+        let loaded = store.load(&old).await.unwrap().expect("kept");
+        assert_eq!(loaded.idle_timeout, None);
+        assert_eq!(loaded.data["n"], 1);
+        let new = SessionToken::generate().unwrap().id();
+        let mut remembered = record(Duration::from_secs(60));
+        remembered.idle_timeout = Some(Duration::from_secs(3600));
+        store.create(&new, &remembered).await.unwrap();
+        assert_eq!(
+            store.load(&new).await.unwrap().unwrap().idle_timeout,
+            Some(Duration::from_secs(3600))
+        );
+    });
+}

@@ -329,6 +329,7 @@ mod tests {
             data: latchkey_core::SessionData::new(),
             owner: None,
             ops: Vec::new(),
+            remember: None,
         };
         let holder = gate.enter(id).await;
         // A writer queues behind the holder, then its deadline passes.
