@@ -31,12 +31,85 @@ const CONNECTIONS: usize = 64;
 
 type Error = Box<dyn std::error::Error>;
 
+/// latchkey against actix-session and bare actix-web, side by side in one run.
+///
+/// Without options: the full run (about 14 minutes), written into
+/// docs/benchmarks.md between its markers.
+#[derive(Debug, clap::Parser)]
+#[command(name = "latchkey-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    serve: Option<ServeCommand>,
+    #[command(flatten)]
+    run: RunOptions,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunOptions {
+    /// Short run (under two minutes) that checks the benchmark works and loses
+    /// no update; prints only.
+    #[arg(long)]
+    quick: bool,
+    /// Repetitions of every server and workload.
+    #[arg(long)]
+    reps: Option<usize>,
+    /// Measured seconds per run.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Sessions created before the timed part.
+    #[arg(long)]
+    users: Option<usize>,
+    /// Servers to run, comma-separated (default: all), e.g. latchkey-redis,raw-redis.
+    #[arg(long, value_delimiter = ',')]
+    kinds: Option<Vec<Kind>>,
+    /// Where to write the results section (default: docs/benchmarks.md for a full run).
+    #[arg(long, conflicts_with = "no_write")]
+    write: Option<PathBuf>,
+    /// Print only; write no file.
+    #[arg(long)]
+    no_write: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ServeCommand {
+    /// Serves one server kind (what the benchmark runs in each child process).
+    Serve {
+        #[arg(long)]
+        kind: Kind,
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        redis: String,
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        database: String,
+        #[arg(long)]
+        schema: String,
+    },
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = if args.first().map(String::as_str) == Some("serve") {
-        serve_mode(&args[1..])
-    } else {
-        bench_mode(&args)
+    let cli = <Cli as clap::Parser>::parse();
+    let result = match cli.serve {
+        Some(ServeCommand::Serve {
+            kind,
+            port,
+            redis,
+            prefix,
+            database,
+            schema,
+        }) => serve_mode(
+            kind,
+            port,
+            Backends {
+                redis_url: redis,
+                redis_prefix: prefix,
+                database_url: database,
+                schema,
+            },
+        ),
+        None => bench_mode(&cli.run),
     };
     if let Err(err) = result {
         eprintln!("latchkey-bench: {err}");
@@ -44,26 +117,7 @@ fn main() {
     }
 }
 
-fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
-
-fn required(args: &[String], name: &str) -> Result<String, Error> {
-    flag(args, name).ok_or_else(|| format!("missing {name}").into())
-}
-
-fn serve_mode(args: &[String]) -> Result<(), Error> {
-    let kind: Kind = required(args, "--kind")?.parse()?;
-    let port: u16 = required(args, "--port")?.parse()?;
-    let backends = Backends {
-        redis_url: required(args, "--redis")?,
-        redis_prefix: required(args, "--prefix")?,
-        database_url: required(args, "--database")?,
-        schema: required(args, "--schema")?,
-    };
+fn serve_mode(kind: Kind, port: u16, backends: Backends) -> Result<(), Error> {
     actix_rt::System::new().block_on(serve(kind, port, backends))?;
     Ok(())
 }
@@ -123,29 +177,26 @@ impl Server {
     }
 }
 
-fn bench_mode(args: &[String]) -> Result<(), Error> {
-    let quick = args.iter().any(|a| a == "--quick");
+fn bench_mode(options: &RunOptions) -> Result<(), Error> {
+    let quick = options.quick;
     let mut settings = if quick {
         Settings::quick()
     } else {
         Settings::full()
     };
-    if let Some(reps) = flag(args, "--reps") {
-        settings.reps = reps.parse()?;
+    if let Some(reps) = options.reps {
+        settings.reps = reps;
     }
-    if let Some(secs) = flag(args, "--duration") {
-        settings.duration = Duration::from_secs_f64(secs.parse()?);
+    if let Some(secs) = options.duration {
+        settings.duration = Duration::try_from_secs_f64(secs)?;
     }
-    if let Some(users) = flag(args, "--users") {
-        settings.users = users.parse()?;
+    if let Some(users) = options.users {
+        settings.users = users;
     }
-    let kinds: Vec<Kind> = match flag(args, "--kinds") {
-        Some(list) => list.split(',').map(str::parse).collect::<Result<_, _>>()?,
-        None => Kind::ALL.to_vec(),
-    };
-    let write_to = match flag(args, "--write") {
-        Some(path) => Some(PathBuf::from(path)),
-        None if !quick && !args.iter().any(|a| a == "--no-write") => Some(docs_path()),
+    let kinds: Vec<Kind> = options.kinds.clone().unwrap_or_else(|| Kind::ALL.to_vec());
+    let write_to = match &options.write {
+        Some(path) => Some(path.clone()),
+        None if !quick && !options.no_write => Some(docs_path()),
         None => None,
     };
     for tool in ["wrk", "taskset"] {
@@ -165,12 +216,7 @@ fn bench_mode(args: &[String]) -> Result<(), Error> {
     let result = measure(&settings, &kinds, &backends);
     drop_schema(&backends);
     let measurements = result?;
-    let markdown = render(
-        &settings,
-        &measurements,
-        &command_line(args),
-        started.elapsed(),
-    );
+    let markdown = render(&settings, &measurements, &command_line(), started.elapsed());
     println!("{markdown}");
     if let Some(path) = write_to {
         write_section(&path, &markdown)?;
@@ -188,7 +234,8 @@ fn docs_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks.md")
 }
 
-fn command_line(args: &[String]) -> String {
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let mut line = String::from("cargo run --release -p latchkey-bench");
     if !args.is_empty() {
         line.push_str(" -- ");
