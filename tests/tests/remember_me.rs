@@ -15,6 +15,8 @@ on_every_store!(
     a_remembered_login_gets_a_persistent_cookie_and_its_own_idle_timeout,
     remembering_past_the_bound_is_refused_and_changes_nothing,
     a_remembered_session_stays_remembered_until_a_plain_login,
+    remembering_a_stored_session_moves_its_deadline_under_every_policy,
+    asking_again_changes_nothing_and_purge_forgets,
 );
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -48,6 +50,33 @@ fn app_config(cfg: &mut web::ServiceConfig) {
         web::post().to(|session: Session| async move {
             let n = session.update("n", |n: Option<u64>| n.unwrap_or(0) + 1)?;
             Ok::<_, latchkey::Error>(n.to_string())
+        }),
+    )
+    .route(
+        "/remember",
+        web::post().to(|session: Session| async move {
+            session.remember(30 * DAY)?;
+            Ok::<_, latchkey::Error>("remembered")
+        }),
+    )
+    .route(
+        "/tiny",
+        web::post().to(|session: Session| async move {
+            let refused = [Duration::ZERO, Duration::from_micros(500)].map(|d| {
+                matches!(
+                    session.remember(d),
+                    Err(latchkey::Error::RememberOutOfBounds { .. })
+                )
+            });
+            format!("{refused:?}")
+        }),
+    )
+    .route(
+        "/purge",
+        web::post().to(|session: Session| async move {
+            session.purge();
+            session.insert("after", true)?;
+            Ok::<_, latchkey::Error>("purged")
         }),
     )
     .route(
@@ -223,4 +252,96 @@ async fn a_remembered_session_stays_remembered_until_a_plain_login(store: AnySto
     );
     let res = get(&app, "/", Some(&plain)).await;
     assert_eq!(body(res).await, "None");
+}
+
+async fn remembering_a_stored_session_moves_its_deadline_under_every_policy(store: AnyStore) {
+    let key = Key::generate();
+    for policy in [
+        latchkey::IdleExtension::OnEveryRequest,
+        latchkey::IdleExtension::OnChange,
+        latchkey::IdleExtension::Never,
+    ] {
+        let middleware = SessionMiddleware::builder(store.clone(), key.clone())
+            .cookie_secure(false)
+            .idle_timeout(HOUR)
+            .lifetime(90 * DAY)
+            .max_remembered_idle_timeout(30 * DAY)
+            .idle_extension(policy)
+            .build()
+            .unwrap();
+        let app = test::init_service(App::new().wrap(middleware).configure(app_config)).await;
+        let plain = session_cookie(&post(&app, "/count", None).await).expect("created");
+        // Remembered later, without a login.
+        let res = post(&app, "/remember", Some(&plain)).await;
+        let remembered = session_cookie(&res).expect("renewed to carry it");
+        assert!(max_age_secs(&remembered).is_some(), "{policy:?}");
+        let stored = store
+            .load(&token_of(&remembered, &key).id())
+            .await
+            .unwrap()
+            .expect("stored");
+        assert_eq!(stored.idle_timeout, Some(30 * DAY), "{policy:?}");
+        assert!(
+            stored
+                .deadlines
+                .idle
+                .saturating_since(latchkey::Timestamp::now())
+                > 29 * DAY,
+            "{policy:?}: the deadline runs from now on the new timeout"
+        );
+        assert_eq!(stored.data["n"], 1, "{policy:?}: values kept");
+
+        // An existing session logging in with "remember me".
+        let fresh = session_cookie(&post(&app, "/count", None).await).expect("created");
+        let res = post(&app, "/login", Some(&fresh)).await;
+        let logged_in = session_cookie(&res).expect("logged in");
+        let stored = store
+            .load(&token_of(&logged_in, &key).id())
+            .await
+            .unwrap()
+            .expect("stored");
+        assert_eq!(stored.idle_timeout, Some(30 * DAY), "{policy:?}");
+        assert_eq!(stored.owner.as_deref(), Some("ann"));
+        assert!(max_age_secs(&logged_in).is_some());
+    }
+}
+
+async fn asking_again_changes_nothing_and_purge_forgets(store: AnyStore) {
+    let key = Key::generate();
+    let app = test::init_service(
+        App::new()
+            .wrap(middleware(store.clone(), &key))
+            .configure(app_config),
+    )
+    .await;
+    let cookie = session_cookie(&post(&app, "/login", None).await).expect("logged in");
+    let res = post(&app, "/remember", Some(&cookie)).await;
+    assert!(
+        session_cookie(&res).is_none(),
+        "already remembered for 30 days: no new token"
+    );
+    assert!(
+        store
+            .load(&token_of(&cookie, &key).id())
+            .await
+            .unwrap()
+            .is_some(),
+        "the same session goes on"
+    );
+    let res = post(&app, "/tiny", Some(&cookie)).await;
+    assert_eq!(
+        body(res).await,
+        "[true, true]",
+        "zero and 500 µs are refused"
+    );
+
+    let res = post(&app, "/purge", Some(&cookie)).await;
+    let after = session_cookie(&res).expect("a new session for the value set after purge");
+    assert_eq!(max_age_secs(&after), None, "no longer remembered");
+    let stored = store
+        .load(&token_of(&after, &key).id())
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(stored.idle_timeout, None);
 }

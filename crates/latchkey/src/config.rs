@@ -41,7 +41,9 @@ pub enum CookieContentSecurity {
 #[non_exhaustive]
 pub enum CookieLifetime {
     /// No `Max-Age`: the browser drops the cookie when it closes. The default,
-    /// as it is the least surprising for a login on a shared computer.
+    /// as it is the least surprising for a login on a shared computer. A
+    /// session that asked to be [remembered](crate::Session::remember) gets a
+    /// persistent cookie all the same.
     #[default]
     BrowserSession,
     /// `Max-Age` follows the session's server-side expiry and is refreshed when
@@ -97,7 +99,9 @@ pub(crate) struct Config {
     pub(crate) lifetime: Duration,
     pub(crate) max_remembered_idle_timeout: Duration,
     pub(crate) idle_extension: IdleExtension,
-    pub(crate) extension_interval: Duration,
+    /// The interval set with `idle_extension_interval`, if any; see
+    /// [`Config::extension_interval_for`].
+    pub(crate) extension_interval: Option<Duration>,
     pub(crate) session_deadline: Duration,
     pub(crate) store_error_status: StatusCode,
     pub(crate) max_conflict_retries: u32,
@@ -550,7 +554,9 @@ impl SessionMiddlewareBuilder {
     /// Default: a tenth of the idle timeout, so a read-only request costs a store
     /// write at most once per that interval, and a save rewrites the expiry (on
     /// PostgreSQL, an indexed column) no more often, while the deadline stays
-    /// within 10% of exact.
+    /// within 10% of exact. A [remembered](crate::Session::remember) session
+    /// uses a tenth of its own idle timeout, or this interval if set and
+    /// shorter than that timeout.
     ///
     /// # Examples
     ///
@@ -801,7 +807,7 @@ impl SessionMiddlewareBuilder {
             lifetime: self.lifetime,
             max_remembered_idle_timeout: self.max_remembered_idle_timeout.unwrap_or(self.lifetime),
             idle_extension: self.idle_extension,
-            extension_interval: self.extension_interval.unwrap_or(self.idle_timeout / 10),
+            extension_interval: self.extension_interval,
             session_deadline: self.session_deadline,
             store_error_status: self.store_error_status,
             max_conflict_retries: self.max_conflict_retries,
@@ -810,6 +816,20 @@ impl SessionMiddlewareBuilder {
             load_before_routing: self.load_before_routing,
             runtime,
         }))
+    }
+}
+
+impl Config {
+    /// How far the idle deadline of a session with `idle_timeout` must move
+    /// before a touch or a save moves it: the configured interval when it is
+    /// shorter than that timeout, otherwise a tenth of it. A remembered
+    /// session's own, longer or shorter, timeout thus gets an interval that
+    /// fires.
+    pub(crate) fn extension_interval_for(&self, idle_timeout: Duration) -> Duration {
+        match self.extension_interval {
+            Some(interval) if interval < idle_timeout => interval,
+            _ => idle_timeout / 10,
+        }
     }
 }
 
@@ -895,6 +915,52 @@ mod tests {
             })
         ));
         assert!(builder().lifetime(MAX_DURATION).build().is_ok());
+    }
+
+    #[test]
+    fn a_remembered_timeout_gets_an_extension_interval_that_fires() {
+        let day = Duration::from_secs(24 * 3600);
+        let default = builder().build_unchecked().config();
+        assert_eq!(default.extension_interval_for(day), day / 10);
+        assert_eq!(default.extension_interval_for(30 * day), 3 * day);
+        let minute = Duration::from_secs(60);
+        let set = builder()
+            .idle_extension_interval(minute)
+            .build_unchecked()
+            .config();
+        assert_eq!(set.extension_interval_for(30 * day), minute);
+        assert_eq!(
+            set.extension_interval_for(minute),
+            minute / 10,
+            "an interval as long as the timeout would never fire"
+        );
+    }
+
+    #[test]
+    fn rejects_a_zero_or_endless_remembered_bound() {
+        assert_eq!(
+            builder()
+                .max_remembered_idle_timeout(Duration::ZERO)
+                .build()
+                .unwrap_err(),
+            ConfigError::ZeroTimeout
+        );
+        assert!(matches!(
+            builder()
+                .max_remembered_idle_timeout(Duration::MAX)
+                .build()
+                .unwrap_err(),
+            ConfigError::DurationTooLong {
+                setting: "remembered idle timeout",
+                ..
+            }
+        ));
+        let lifetime = Duration::from_secs(3600);
+        let config = builder().lifetime(lifetime).build_unchecked().config();
+        assert_eq!(
+            config.max_remembered_idle_timeout, lifetime,
+            "the default bound is the lifetime"
+        );
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub enum Error {
         deadline: std::time::Duration,
     },
     /// [`Session::remember`](crate::Session::remember) asked for an idle
-    /// timeout of zero or above the configured
+    /// timeout under a millisecond or above the configured
     /// [bound](crate::SessionMiddlewareBuilder::max_remembered_idle_timeout);
     /// the session is left as it was.
     #[error("remembered idle timeout {requested:?} is not within 1 ms ..= {max:?}")]

@@ -106,13 +106,16 @@ pub mod bridge;
 pub mod cache;
 mod config;
 mod cookie;
+mod csrf;
 mod error;
+mod flash;
 mod lifecycle;
 mod metrics;
 mod middleware;
 mod ops;
 mod request_ext;
 mod session;
+mod step_up;
 mod store_url;
 #[cfg(feature = "test-util")]
 pub mod testing;
@@ -122,11 +125,14 @@ pub use self::authenticated::{Authenticated, AuthenticatedConfig, NotAuthenticat
 pub use self::config::{
     ConfigError, CookieContentSecurity, CookieLifetime, IdleExtension, SessionMiddlewareBuilder,
 };
+pub use self::csrf::{CSRF_HEADER, CsrfRejected, CsrfVerified};
 pub use self::error::Error;
+pub use self::flash::{Flash, FlashLevel};
 pub use self::metrics::{MetricsSnapshot, SessionMetrics};
 pub use self::middleware::{SessionMiddleware, SessionService};
 pub use self::request_ext::{SessionExt, SessionGuardExt};
 pub use self::session::{Session, SessionStatus};
+pub use self::step_up::{RecentlyAuthenticated, StepUpConfig, StepUpRequired};
 pub use self::store_url::{StoreUrlError, store_from_url};
 
 pub use latchkey_core::{

@@ -379,13 +379,20 @@ async fn renewed(
         } else {
             // The absolute deadline and creation time stay: renewing never
             // extends a session's life.
-            record.idle_timeout = remember.or(record.idle_timeout);
-            record.deadlines = saved_deadlines(
-                record.deadlines,
-                idle_timeout_of(&record, config),
-                config,
-                now,
-            );
+            record.deadlines = match remember {
+                // Asked for in this request: the session's idle deadline runs
+                // from now on its new timeout, whatever the extension policy.
+                Some(timeout) => {
+                    record.idle_timeout = Some(timeout);
+                    record.deadlines.extended(now, timeout)
+                }
+                None => saved_deadlines(
+                    record.deadlines,
+                    idle_timeout_of(&record, config),
+                    config,
+                    now,
+                ),
+            };
         }
         record
     };
@@ -640,7 +647,7 @@ fn extension_due(
 ) -> Option<Deadlines> {
     let extended = deadlines.extended(now, idle_timeout);
     let moved = extended.idle.saturating_since(deadlines.idle);
-    let due = moved >= config.extension_interval
+    let due = moved >= config.extension_interval_for(idle_timeout)
         || (extended.idle == extended.absolute && extended.idle > deadlines.idle);
     due.then_some(extended)
 }

@@ -5,8 +5,10 @@
 //! it. `Insert` overwrites, `Remove` removes, `Take` removes only the value it
 //! took (a newer one another request wrote stays), `Update` runs its function
 //! again on the fresh value, `Clear` empties the fresh values (including keys
-//! the other request wrote), `SetOwner` overwrites the owner. Keys this request did not
-//! touch keep the other request's values.
+//! the other request wrote), `SetOwner` overwrites the owner, `Consume` removes
+//! from a list the items this request read (items another request added stay,
+//! and the key goes once the list is empty). Keys this request did not touch
+//! keep the other request's values.
 
 use std::fmt;
 use std::sync::Arc;
@@ -30,6 +32,7 @@ pub(crate) enum Op {
     Update(String, UpdateFn),
     Clear,
     SetOwner(Option<String>),
+    Consume(String, Vec<Value>),
 }
 
 impl fmt::Debug for Op {
@@ -41,6 +44,7 @@ impl fmt::Debug for Op {
             Op::Update(key, _) => write!(f, "Update({key:?})"),
             Op::Clear => f.write_str("Clear"),
             Op::SetOwner(_) => f.write_str("SetOwner"),
+            Op::Consume(key, items) => write!(f, "Consume({key:?}, {} items)", items.len()),
         }
     }
 }
@@ -109,6 +113,19 @@ impl Op {
                 owner.clone_from(new);
                 None
             }
+            Op::Consume(key, items) => {
+                if let Some(Value::Array(list)) = data.get_mut(key) {
+                    for item in items {
+                        if let Some(at) = list.iter().position(|held| held == item) {
+                            list.remove(at);
+                        }
+                    }
+                    if list.is_empty() {
+                        data.remove(key);
+                    }
+                }
+                None
+            }
         })
     }
 }
@@ -128,6 +145,24 @@ pub(crate) fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consume_removes_only_the_items_read() {
+        let mut data = SessionData::new();
+        data.insert("list".into(), serde_json::json!(["a", "b", "a"]));
+        let mut owner = None;
+        let read = Op::Consume("list".into(), vec!["a".into(), "b".into()]);
+        // Another request appended "c" before the replay.
+        if let Some(Value::Array(list)) = data.get_mut("list") {
+            list.push("c".into());
+        }
+        read.apply(&mut data, &mut owner).unwrap();
+        assert_eq!(data["list"], serde_json::json!(["a", "c"]));
+        Op::Consume("list".into(), vec!["a".into(), "c".into()])
+            .apply(&mut data, &mut owner)
+            .unwrap();
+        assert!(!data.contains_key("list"), "an emptied list goes");
+    }
     use serde_json::json;
 
     fn data(value: Value) -> SessionData {

@@ -310,6 +310,12 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl Session {
+    /// Applies `op` to the working copy, within the limits, for the modules
+    /// that build on the session's operations.
+    pub(crate) fn apply(&self, op: Op) -> Result<Option<Value>, Error> {
+        self.state().apply(op, &self.config)
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
     }
@@ -513,7 +519,8 @@ impl Session {
     }
 
     /// Gives the session a new token, keeping its values, owner, creation time
-    /// and absolute deadline, and deletes the old token's session. Call it
+    /// and absolute deadline, and deletes the old token's session. The
+    /// [CSRF token](Self::csrf_token) is replaced too. Call it
     /// whenever privileges change, so a token planted before (session fixation)
     /// is worthless; on login, [`login`](Self::login) also starts a new lifetime.
     ///
@@ -534,17 +541,22 @@ impl Session {
     /// # let _ = login;
     /// ```
     pub fn renew(&self) {
-        let mut state = self.state();
-        if state.intent == Intent::Keep {
-            state.intent = Intent::Renew {
-                new_lifetime: false,
-            };
+        {
+            let mut state = self.state();
+            if state.intent == Intent::Keep {
+                state.intent = Intent::Renew {
+                    new_lifetime: false,
+                };
+            }
         }
+        self.rotate_csrf();
     }
 
     /// Logs `owner` in: [`renew`](Self::renew)s the session, sets its
     /// [owner](Self::set_owner), and starts its lifetime over, so the absolute
-    /// deadline runs from now.
+    /// deadline runs from now. It also records the moment as the last proof of
+    /// identity ([`authenticated_at`](Self::authenticated_at)) and, like every
+    /// renewal, replaces the [CSRF token](Self::csrf_token).
     ///
     /// `renew()` alone keeps the session's creation time and absolute deadline:
     /// renewing periodically never extends a stolen cookie's life. Proving the
@@ -562,18 +574,23 @@ impl Session {
     /// # let _ = login;
     /// ```
     pub fn login(&self, owner: impl Into<String>) {
-        let mut state = self.state();
-        if state.intent != Intent::Purge && state.loaded.is_some() {
-            state.intent = Intent::Renew { new_lifetime: true };
+        {
+            let mut state = self.state();
+            if state.intent != Intent::Purge && state.loaded.is_some() {
+                state.intent = Intent::Renew { new_lifetime: true };
+            }
+            let op = Op::SetOwner(Some(owner.into()));
+            let _ = state.apply(op, &self.config);
         }
-        let op = Op::SetOwner(Some(owner.into()));
-        let _ = state.apply(op, &self.config);
+        self.rotate_csrf();
+        let _ = self.confirm_identity();
     }
 
     /// Keeps the session across browser restarts ("remember me"): it gets a
     /// persistent cookie and expires after `idle_timeout` without use instead
-    /// of the middleware's idle timeout. The session is
-    /// [renewed](Self::renew) to carry the change; the absolute
+    /// of the middleware's idle timeout, its idle deadline running from now.
+    /// The session is [renewed](Self::renew) to carry the change (unless it is
+    /// remembered for this timeout already); the absolute
     /// [lifetime](crate::SessionMiddlewareBuilder::lifetime) still caps it.
     ///
     /// A session stays remembered through saves and renewals. A
@@ -582,8 +599,8 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`Error::RememberOutOfBounds`] when `idle_timeout` is zero or longer
-    /// than the configured
+    /// [`Error::RememberOutOfBounds`] when `idle_timeout` is under a
+    /// millisecond or longer than the configured
     /// [bound](crate::SessionMiddlewareBuilder::max_remembered_idle_timeout);
     /// [`Error::WrittenBack`] after the write-back.
     ///
@@ -593,16 +610,18 @@ impl Session {
     /// use std::time::Duration;
     ///
     /// async fn login(session: latchkey::Session) -> Result<&'static str, latchkey::Error> {
-    ///     // ... after checking the password, with "remember me" ticked:
+    ///     // ... after checking the password, with "remember me" ticked (the
+    ///     // bound is the lifetime by default, 7 days unless set):
     ///     session.login("ann@example.com");
-    ///     session.remember(Duration::from_secs(30 * 24 * 3600))?;
+    ///     session.remember(Duration::from_secs(7 * 24 * 3600))?;
     ///     Ok("welcome")
     /// }
     /// # let _ = login;
     /// ```
     pub fn remember(&self, idle_timeout: Duration) -> Result<(), Error> {
         let max = self.config.max_remembered_idle_timeout;
-        if idle_timeout.is_zero() || idle_timeout > max {
+        // Stores keep deadlines to the millisecond.
+        if idle_timeout < Duration::from_millis(1) || idle_timeout > max {
             return Err(Error::RememberOutOfBounds {
                 requested: idle_timeout,
                 max,
@@ -611,6 +630,14 @@ impl Session {
         let mut state = self.state();
         if state.sealed {
             return Err(Error::WrittenBack);
+        }
+        let already = state
+            .loaded
+            .as_ref()
+            .is_some_and(|loaded| loaded.base.idle_timeout == Some(idle_timeout));
+        if already && state.intent == Intent::Keep {
+            // Nothing to change: no new token on every request that asks again.
+            return Ok(());
         }
         state.remember = Some(idle_timeout);
         if state.intent == Intent::Keep && state.loaded.is_some() {

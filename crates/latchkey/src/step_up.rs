@@ -1,0 +1,245 @@
+//! Step-up authentication: "confirm your password to continue".
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use actix_web::dev::Payload;
+use actix_web::http::{StatusCode, header};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
+use latchkey_core::Timestamp;
+
+use crate::error::Error;
+use crate::ops::Op;
+use crate::session::Session;
+
+/// The session key of the time the user last proved their identity. Keys
+/// starting with `latchkey.` are the library's.
+pub(crate) const AUTHENTICATED_AT_KEY: &str = "latchkey.authenticated_at";
+
+impl Session {
+    /// Records that the user proved their identity just now (a password typed
+    /// again, a second factor), for [`RecentlyAuthenticated`].
+    /// [`login`](Self::login) records it too.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrittenBack`] after the write-back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn confirm_password(session: latchkey::Session) -> Result<&'static str, latchkey::Error> {
+    ///     // ... after checking the password again:
+    ///     session.confirm_identity()?;
+    ///     Ok("confirmed")
+    /// }
+    /// # let _ = confirm_password;
+    /// ```
+    pub fn confirm_identity(&self) -> Result<(), Error> {
+        self.apply(Op::Insert(
+            AUTHENTICATED_AT_KEY.to_owned(),
+            Timestamp::now().as_millis().into(),
+        ))?;
+        Ok(())
+    }
+
+    /// When the user last proved their identity in this session: the
+    /// [`login`](Self::login) or the last
+    /// [`confirm_identity`](Self::confirm_identity); `None` before either.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn account(session: latchkey::Session) -> String {
+    ///     match session.authenticated_at() {
+    ///         Some(at) => format!("signed in at {} ms", at.as_millis()),
+    ///         None => "not signed in".into(),
+    ///     }
+    /// }
+    /// # let _ = account;
+    /// ```
+    pub fn authenticated_at(&self) -> Option<Timestamp> {
+        self.get::<u64>(AUTHENTICATED_AT_KEY)
+            .ok()
+            .flatten()
+            .map(Timestamp::from_millis)
+    }
+}
+
+/// The session of a signed-in user who proved their identity recently: within
+/// [`StepUpConfig`]'s maximum age (default 10 minutes) of the
+/// [login](Session::login) or of the last
+/// [`confirm_identity`](Session::confirm_identity).
+///
+/// Take it in handlers of sensitive changes (email, password, payment
+/// details); otherwise the request is answered [`StepUpRequired`] (401, or a
+/// redirect to the confirmation page) and the handler does not run.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use actix_web::{App, cookie::Key, test, web};
+/// use latchkey::{RecentlyAuthenticated, SessionMiddleware, StepUpConfig, memory::MemoryStore};
+///
+/// async fn change_email(user: RecentlyAuthenticated) -> String {
+///     format!("{} may change the email now", user.owner())
+/// }
+///
+/// # actix_web::rt::System::new().block_on(async {
+/// let app = test::init_service(
+///     App::new()
+///         .app_data(StepUpConfig::default().max_age(Duration::from_secs(300)).redirect_to("/confirm"))
+///         .wrap(SessionMiddleware::new(MemoryStore::new(), Key::generate()))
+///         .route("/email", web::post().to(change_email)),
+/// )
+/// .await;
+/// let res = test::call_service(&app, test::TestRequest::post().uri("/email").to_request()).await;
+/// assert_eq!(res.status(), 303);
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct RecentlyAuthenticated {
+    session: Session,
+    owner: String,
+    at: Timestamp,
+}
+
+impl RecentlyAuthenticated {
+    /// The signed-in user: the session's owner.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// When they last proved their identity.
+    pub fn authenticated_at(&self) -> Timestamp {
+        self.at
+    }
+
+    /// The session, to read or change it.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The session, giving up the wrapper.
+    pub fn into_session(self) -> Session {
+        self.session
+    }
+}
+
+/// How recent [`RecentlyAuthenticated`] wants the proof of identity, and how
+/// it answers when it is older; registered with `App::app_data`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let config = latchkey::StepUpConfig::default()
+///     .max_age(Duration::from_secs(5 * 60))
+///     .redirect_to("/confirm-password");
+/// # drop(config);
+/// ```
+#[derive(Clone, Debug)]
+pub struct StepUpConfig {
+    max_age: Duration,
+    redirect: Option<String>,
+}
+
+impl Default for StepUpConfig {
+    fn default() -> Self {
+        Self {
+            max_age: Duration::from_secs(10 * 60),
+            redirect: None,
+        }
+    }
+}
+
+impl StepUpConfig {
+    /// The oldest proof of identity accepted. Default: 10 minutes.
+    #[must_use]
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// Answer `303 See Other` to `location` (the confirmation page) instead of 401.
+    #[must_use]
+    pub fn redirect_to(mut self, location: impl Into<String>) -> Self {
+        self.redirect = Some(location.into());
+        self
+    }
+}
+
+/// The user must prove their identity again; see [`RecentlyAuthenticated`].
+///
+/// # Examples
+///
+/// ```
+/// use actix_web::ResponseError as _;
+///
+/// let err = latchkey::StepUpRequired::default();
+/// assert_eq!(err.status_code(), actix_web::http::StatusCode::UNAUTHORIZED);
+/// ```
+#[derive(Clone, Debug, Default, thiserror::Error)]
+#[error("recent authentication required")]
+pub struct StepUpRequired {
+    redirect: Option<String>,
+}
+
+impl ResponseError for StepUpRequired {
+    fn status_code(&self) -> StatusCode {
+        if self.redirect.is_some() {
+            StatusCode::SEE_OTHER
+        } else {
+            StatusCode::UNAUTHORIZED
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CACHE_CONTROL, "no-store"));
+        if let Some(location) = &self.redirect {
+            response.insert_header((header::LOCATION, location.as_str()));
+        }
+        response
+            .content_type("text/plain; charset=utf-8")
+            .body("Please confirm your identity to continue.")
+    }
+}
+
+impl FromRequest for RecentlyAuthenticated {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let config = req
+            .app_data::<StepUpConfig>()
+            .or_else(|| {
+                req.app_data::<web::Data<StepUpConfig>>()
+                    .map(|data| data.get_ref())
+            })
+            .cloned()
+            .unwrap_or_default();
+        let session = Session::extract(req);
+        Box::pin(async move {
+            let session = session.await?;
+            let recent = match (session.owner(), session.authenticated_at()) {
+                (Some(owner), Some(at))
+                    if Timestamp::now().saturating_since(at) <= config.max_age =>
+                {
+                    Some((owner, at))
+                }
+                _ => None,
+            };
+            match recent {
+                Some((owner, at)) => Ok(RecentlyAuthenticated { session, owner, at }),
+                None => Err(StepUpRequired {
+                    redirect: config.redirect,
+                }
+                .into()),
+            }
+        })
+    }
+}

@@ -1,0 +1,262 @@
+//! Flash messages, CSRF tokens and step-up authentication over HTTP, through
+//! the real middleware on every store.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use actix_web::cookie::{Cookie, Key};
+use actix_web::http::{StatusCode, header};
+use actix_web::{App, HttpResponse, test, web};
+use latchkey::{
+    AnyStore, CSRF_HEADER, CsrfVerified, FlashLevel, RecentlyAuthenticated, Session,
+    SessionMiddleware, StepUpConfig,
+};
+use latchkey_tests::http::{body, get, post, session_cookie};
+use latchkey_tests::on_every_store;
+use latchkey_tests::stores::{Calls, CountingStore};
+
+on_every_store!(
+    flashes_show_once_and_cost_no_write_when_none_wait,
+    a_flash_added_while_another_request_shows_flashes_is_kept,
+    csrf_tokens_guard_unsafe_methods_and_change_on_login,
+    step_up_demands_a_recent_proof_of_identity,
+);
+
+fn middleware(store: impl latchkey::SessionStore, key: &Key) -> SessionMiddleware {
+    SessionMiddleware::builder(store, key.clone())
+        .cookie_secure(false)
+        .build()
+        .unwrap()
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/flash/{text}",
+        web::post().to(|session: Session, text: web::Path<String>| async move {
+            session.flash(FlashLevel::Success, text.into_inner())?;
+            Ok::<_, latchkey::Error>("flashed")
+        }),
+    )
+    .route(
+        "/show",
+        web::get().to(|session: Session| async move {
+            let shown: Vec<String> = session
+                .take_flashes()?
+                .into_iter()
+                .map(|flash| format!("{:?}:{}", flash.level, flash.message))
+                .collect();
+            Ok::<_, latchkey::Error>(shown.join(","))
+        }),
+    )
+    .route(
+        "/token",
+        web::get().to(|session: Session| async move { session.csrf_token() }),
+    )
+    .route(
+        "/transfer",
+        web::post().to(|checked: CsrfVerified| async move {
+            checked.session().insert("transferred", true)?;
+            Ok::<_, latchkey::Error>("transferred")
+        }),
+    )
+    .route(
+        "/form",
+        web::post().to(
+            |session: Session, form: web::Form<std::collections::HashMap<String, String>>| async move {
+                let submitted = form.get("csrf_token").map_or("", String::as_str);
+                if session.verify_csrf(submitted) {
+                    HttpResponse::Ok().body("accepted")
+                } else {
+                    HttpResponse::Forbidden().body("refused")
+                }
+            },
+        ),
+    )
+    .route(
+        "/login",
+        web::post().to(|session: Session| async move {
+            session.login("ann");
+            "in"
+        }),
+    )
+    .route(
+        "/confirm",
+        web::post().to(|session: Session| async move {
+            session.confirm_identity()?;
+            Ok::<_, latchkey::Error>("confirmed")
+        }),
+    )
+    .route(
+        "/age-out",
+        web::post().to(|session: Session| async move {
+            // What an hour-old login looks like.
+            let hour_ago = latchkey::Timestamp::now().as_millis() - 3_600_000;
+            session.insert("latchkey.authenticated_at", hour_ago)?;
+            Ok::<_, latchkey::Error>("aged")
+        }),
+    )
+    .route(
+        "/email",
+        web::post().to(|user: RecentlyAuthenticated| async move {
+            format!("{} may change the email", user.owner())
+        }),
+    );
+}
+
+async fn flashes_show_once_and_cost_no_write_when_none_wait(store: AnyStore) {
+    let counting = CountingStore::new(store);
+    let calls = std::sync::Arc::clone(&counting.calls);
+    let key = Key::generate();
+    let app = test::init_service(
+        App::new()
+            .wrap(middleware(counting, &key))
+            .configure(routes),
+    )
+    .await;
+    let cookie = session_cookie(&post(&app, "/flash/saved", None).await).expect("created");
+    post(&app, "/flash/again", Some(&cookie)).await;
+    let res = get(&app, "/show", Some(&cookie)).await;
+    assert_eq!(body(res).await, "Success:saved,Success:again");
+    let res = get(&app, "/show", Some(&cookie)).await;
+    assert_eq!(body(res).await, "", "shown once");
+
+    let saves = Calls::of(&calls.save);
+    let touches = Calls::of(&calls.touch);
+    let res = get(&app, "/show", Some(&cookie)).await;
+    assert_eq!(body(res).await, "");
+    assert_eq!(Calls::of(&calls.save), saves, "nothing to consume: no save");
+    assert_eq!(Calls::of(&calls.touch), touches, "nor a touch");
+}
+
+async fn a_flash_added_while_another_request_shows_flashes_is_kept(store: AnyStore) {
+    // Two instances on one store: the second one's write lands between the
+    // first one's load and its save.
+    let key = Key::generate();
+    let shower = test::init_service(
+        App::new()
+            .wrap(middleware(store.clone(), &key))
+            .route(
+                "/show-slowly",
+                web::get().to(|session: Session| async move {
+                    let shown = session.take_flashes()?;
+                    // Wait for the other instance's flash to land.
+                    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+                    Ok::<_, latchkey::Error>(
+                        shown
+                            .into_iter()
+                            .map(|f| f.message)
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    )
+                }),
+            )
+            .configure(routes),
+    )
+    .await;
+    let other =
+        test::init_service(App::new().wrap(middleware(store, &key)).configure(routes)).await;
+    let cookie = session_cookie(&post(&shower, "/flash/first", None).await).expect("created");
+    let (shown, ()) = futures_util::future::join(
+        async { body(get(&shower, "/show-slowly", Some(&cookie)).await).await },
+        async {
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+            post(&other, "/flash/second", Some(&cookie)).await;
+        },
+    )
+    .await;
+    assert_eq!(shown, "first");
+    let res = get(&shower, "/show", Some(&cookie)).await;
+    assert_eq!(
+        body(res).await,
+        "Success:second",
+        "the concurrent flash stays, the one shown is gone"
+    );
+}
+
+async fn csrf_tokens_guard_unsafe_methods_and_change_on_login(store: AnyStore) {
+    let key = Key::generate();
+    let app = test::init_service(App::new().wrap(middleware(store, &key)).configure(routes)).await;
+    let res = get(&app, "/token", None).await;
+    let cookie = session_cookie(&res).expect("the token is stored in a new session");
+    let token = body(res).await;
+    assert_eq!(token.len(), 43, "256 bits, base64url");
+    let res = get(&app, "/token", Some(&cookie)).await;
+    assert_eq!(body(res).await, token, "one token per session");
+
+    let transfer = |token: Option<&str>, cookie: &Cookie<'static>| {
+        let mut req = test::TestRequest::post()
+            .uri("/transfer")
+            .cookie(cookie.clone());
+        if let Some(token) = token {
+            req = req.insert_header((CSRF_HEADER, token.to_owned()));
+        }
+        req.to_request()
+    };
+    let res = test::call_service(&app, transfer(None, &cookie)).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "no token");
+    let res = test::call_service(&app, transfer(Some("forged"), &cookie)).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "wrong token");
+    let res = test::call_service(&app, transfer(Some(&token), &cookie)).await;
+    assert_eq!(res.status(), StatusCode::OK, "the session's token");
+    // A session that never issued a token accepts none.
+    let res = test::call_service(&app, transfer(Some(&token), &Cookie::new("id", "x"))).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    let form = |value: &str| {
+        test::TestRequest::post()
+            .uri("/form")
+            .cookie(cookie.clone())
+            .set_form([("csrf_token", value)])
+            .to_request()
+    };
+    let res = test::call_service(&app, form(&token)).await;
+    assert_eq!(body(res).await, "accepted");
+    let res = test::call_service(&app, form(&token[..42])).await;
+    assert_eq!(body(res).await, "refused");
+
+    // A login replaces the token: one seen before it is worthless after it.
+    let res = post(&app, "/login", Some(&cookie)).await;
+    let logged_in = session_cookie(&res).expect("renewed");
+    let res = test::call_service(&app, transfer(Some(&token), &logged_in)).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "the old token is gone");
+    let fresh = body(get(&app, "/token", Some(&logged_in)).await).await;
+    assert_ne!(fresh, token);
+    let res = test::call_service(&app, transfer(Some(&fresh), &logged_in)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+async fn step_up_demands_a_recent_proof_of_identity(store: AnyStore) {
+    let key = Key::generate();
+    let app = test::init_service(
+        App::new()
+            .app_data(
+                StepUpConfig::default()
+                    .max_age(Duration::from_secs(300))
+                    .redirect_to("/confirm-password"),
+            )
+            .wrap(middleware(store, &key))
+            .configure(routes),
+    )
+    .await;
+    let res = post(&app, "/email", None).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "not signed in");
+    let cookie = session_cookie(&post(&app, "/login", None).await).expect("signed in");
+    let res = post(&app, "/email", Some(&cookie)).await;
+    assert_eq!(
+        body(res).await,
+        "ann may change the email",
+        "just logged in"
+    );
+
+    post(&app, "/age-out", Some(&cookie)).await;
+    let res = post(&app, "/email", Some(&cookie)).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "an hour-old proof");
+    assert_eq!(
+        res.headers().get(header::LOCATION).unwrap(),
+        "/confirm-password"
+    );
+    post(&app, "/confirm", Some(&cookie)).await;
+    let res = post(&app, "/email", Some(&cookie)).await;
+    assert_eq!(res.status(), StatusCode::OK, "confirmed again");
+}
