@@ -53,26 +53,28 @@ async fn list(
     session: Session,
     devices: web::Data<Devices>,
 ) -> Result<HttpResponse, latchkey::Error> {
-    let Some(email) = session.get::<String>(EMAIL_KEY)? else {
+    let (Some(owner), Some(email)) = (session.owner(), session.get::<String>(EMAIL_KEY)?) else {
         return Ok(page(
             "Sessions",
             r#"<p>Please login first.</p><p><a href="/">Log in</a></p>"#,
         ));
     };
-    let mut sessions = devices.store.list_by_owner(&email).await?;
+    let mut sessions = devices.store.list_by_owner(&owner).await?;
     sessions.sort_by_key(|(_, record)| record.created_at);
     let current = session.id();
+    let token = session.csrf_token()?;
     let rows: String = sessions
         .iter()
         .map(|(id, record)| {
             // The idle deadline is set to "last use + idle timeout" (capped by the
             // absolute deadline), so it tells when the session was last seen.
             let last_seen = Timestamp::from_millis(
-                record
-                    .deadlines
-                    .idle
-                    .as_millis()
-                    .saturating_sub(devices.idle_timeout.as_millis() as u64),
+                record.deadlines.idle.as_millis().saturating_sub(
+                    record
+                        .idle_timeout
+                        .unwrap_or(devices.idle_timeout)
+                        .as_millis() as u64,
+                ),
             )
             .max(record.created_at);
             let marker = if Some(*id) == current {
@@ -92,9 +94,10 @@ async fn list(
         "Sessions",
         &format!(
             "<h1>Sessions of {}</h1>\n<table>\n<tr><th>Created</th><th>Last seen</th><th>Session</th></tr>\n{rows}</table>\n\
-             <form method=\"post\" action=\"/sessions/revoke-others\"><button type=\"submit\" id=\"revoke\">Log out all other devices</button></form>\n{}",
+             <form method=\"post\" action=\"/sessions/revoke-others\">{}<button type=\"submit\" id=\"revoke\">Log out all other devices</button></form>\n{}",
             escape(&email),
-            login::LOGOUT_FORM
+            login::csrf_field(&token),
+            login::logout_form(&token)
         ),
     ))
 }
@@ -102,14 +105,19 @@ async fn list(
 async fn revoke_others(
     session: Session,
     devices: web::Data<Devices>,
-) -> Result<HttpResponse, latchkey::Error> {
-    let Some(email) = session.get::<String>(EMAIL_KEY)? else {
+    form: web::Form<login::TokenOnly>,
+) -> Result<HttpResponse, actix_web::Error> {
+    if !session.verify_csrf(&form.csrf_token) {
+        return Err(latchkey::CsrfRejected.into());
+    }
+    let Some(owner) = session.owner() else {
         return Ok(see_other("/"));
     };
     let revoked = devices
         .store
-        .delete_by_owner(&email, session.id().as_ref())
-        .await?;
+        .delete_by_owner(&owner, session.id().as_ref())
+        .await
+        .map_err(latchkey::Error::from)?;
     tracing::info!(revoked, "logged out other devices");
     Ok(see_other("/sessions"))
 }

@@ -14,10 +14,20 @@ use latchkey_examples::devices::{self, Devices};
 use latchkey_examples::{login, user};
 use latchkey_tests::stores::all_backends;
 
-/// A client that keeps the session cookie between requests, as a browser does.
+/// A client that keeps the session cookie between requests, as a browser does,
+/// and sends the CSRF token of the last page it read with every form, as the
+/// page's forms would.
 struct Client<'a, S> {
     app: &'a S,
     cookie: Option<Cookie<'static>>,
+    csrf_token: Option<String>,
+}
+
+/// The CSRF token a page's forms carry.
+fn page_token(body: &str) -> Option<String> {
+    let start = body.find(r#"name="csrf_token" value=""#)? + r#"name="csrf_token" value=""#.len();
+    let len = body[start..].find('"')?;
+    Some(body[start..start + len].to_owned())
 }
 
 impl<'a, S, B> Client<'a, S>
@@ -26,7 +36,11 @@ where
     B: MessageBody,
 {
     fn new(app: &'a S) -> Self {
-        Self { app, cookie: None }
+        Self {
+            app,
+            cookie: None,
+            csrf_token: None,
+        }
     }
 
     async fn send(&mut self, req: test::TestRequest) -> (StatusCode, Option<String>, String) {
@@ -44,6 +58,9 @@ where
             .get(header::LOCATION)
             .map(|v| v.to_str().unwrap().to_owned());
         let body = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
+        if let Some(token) = page_token(&body) {
+            self.csrf_token = Some(token);
+        }
         (status, location, body)
     }
 
@@ -51,17 +68,37 @@ where
         self.send(test::TestRequest::get().uri(path)).await
     }
 
+    /// Posts `form` with the CSRF token of the page at `from`, read first.
     async fn post_form(
         &mut self,
         path: &str,
         form: &[(&str, &str)],
     ) -> (StatusCode, Option<String>, String) {
-        self.send(test::TestRequest::post().uri(path).set_form(form))
+        let from = if path == "/login" { "/" } else { path };
+        // A logged-in user's "/" redirects to a page whose forms carry the
+        // session's current token.
+        if let (_, Some(location), _) = self.get(from).await {
+            self.get(&location).await;
+        }
+        self.post_read_form(path, form).await
+    }
+
+    /// Posts `form` with the token of the page read last.
+    async fn post_read_form(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, Option<String>, String) {
+        let token = self.csrf_token.clone().unwrap_or_default();
+        let mut fields: Vec<(&str, &str)> = vec![("csrf_token", &token)];
+        fields.extend_from_slice(form);
+        self.send(test::TestRequest::post().uri(path).set_form(&fields))
             .await
     }
 
+    /// Posts an empty form but for the token of the page read last.
     async fn post(&mut self, path: &str) -> (StatusCode, Option<String>, String) {
-        self.send(test::TestRequest::post().uri(path)).await
+        self.post_read_form(path, &[]).await
     }
 }
 
@@ -92,6 +129,18 @@ async fn login_renews_greets_escapes_and_logs_out() {
         );
         assert!(body.contains(r#"name="email""#) && body.contains(r#"name="password""#));
         assert!(!body.contains("<script"), "no scripts on the page");
+        let (status, _, _) = browser
+            .send(test::TestRequest::post().uri("/login").set_form([
+                ("csrf_token", "forged"),
+                ("email", "ann@example.com"),
+                ("password", "pw"),
+            ]))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{backend}: a login form from another site is refused"
+        );
 
         let (status, _, body) = browser.get("/admin").await;
         assert_eq!(status, StatusCode::OK);
@@ -159,6 +208,48 @@ async fn login_renews_greets_escapes_and_logs_out() {
             "{backend}: still logged in"
         );
 
+        // A form without the session's token changes nothing.
+        let mut forged = browser.csrf_token.replace("forged".into());
+        let (status, _, _) = browser.post("/logout").await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{backend}: no token, no logout"
+        );
+        std::mem::swap(&mut browser.csrf_token, &mut forged);
+        assert!(
+            browser.get("/admin").await.2.contains("Hello"),
+            "{backend}: still logged in"
+        );
+
+        // Changing the email: allowed right after the login (a fresh proof of
+        // identity), with the token; a flash message tells it worked, once.
+        let (status, _, body) = browser.get("/email").await;
+        assert_eq!(status, StatusCode::OK, "{backend}: {body}");
+        let (status, location, _) = browser
+            .post_read_form("/email", &[("email", "new@example.com")])
+            .await;
+        assert_eq!(
+            (status, location.as_deref()),
+            (StatusCode::SEE_OTHER, Some("/admin")),
+            "{backend}"
+        );
+        let (_, _, body) = browser.get("/admin").await;
+        assert!(body.contains("Email changed."), "{backend}: {body}");
+        assert!(body.contains("Hello new@example.com"), "{backend}");
+        assert!(
+            !browser.get("/admin").await.2.contains("Email changed."),
+            "{backend}: the flash shows once"
+        );
+        let mut stranger = Client::new(&app);
+        let (status, location, _) = stranger.get("/email").await;
+        assert_eq!(
+            (status, location.as_deref()),
+            (StatusCode::SEE_OTHER, Some("/confirm")),
+            "{backend}: no recent proof of identity"
+        );
+
+        browser.get("/logout").await;
         let (status, location, _) = browser.post("/logout").await;
         assert_eq!(
             (status, location.as_deref()),
