@@ -5,6 +5,7 @@ mod ident;
 mod migrate;
 mod sql;
 mod store;
+mod tls;
 
 pub use self::ident::{Identifier, InvalidIdentifier};
 pub use self::migrate::{MIGRATIONS, Migration};
@@ -16,3 +17,9 @@ pub use latchkey_core::{CleanupHandle, NoRuntime};
 
 /// The pool crate this store is built on, for building pools by hand.
 pub use deadpool_postgres;
+/// The native-tls crate of [`PostgresStoreBuilder::native_tls_connector`].
+#[cfg(feature = "tls-native-tls")]
+pub use native_tls;
+/// The rustls crate of [`PostgresStoreBuilder::rustls_config`].
+#[cfg(feature = "tls-rustls")]
+pub use rustls;

@@ -5,16 +5,14 @@ use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
-};
+use deadpool_postgres::{ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
 use latchkey_core::{
     Deadlines, DeleteOutcome, Record, RuntimeSlot, SaveOutcome, SessionData, SessionId,
     SessionStore, StoreError, Timestamp,
 };
+use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
-use tokio_postgres::{NoTls, Row};
 
 use crate::ident::{Identifier, InvalidIdentifier};
 use crate::migrate::{MIGRATIONS, bookkeeping, bookkeeping_table, lock_key, render};
@@ -94,6 +92,7 @@ pub struct PostgresStoreBuilder {
     statement_timeout: Option<Duration>,
     application_name: Option<String>,
     cleanup_batch: i64,
+    pub(crate) tls: crate::tls::TlsSettings,
 }
 
 /// Where the store's connections come from.
@@ -115,6 +114,7 @@ impl std::fmt::Debug for PostgresStoreBuilder {
             .field("schema", &self.schema.as_str())
             .field("table", &self.table.as_str())
             .field("timeout", &self.timeout)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -128,9 +128,13 @@ pub enum ConfigError {
     /// The URL is not a PostgreSQL connection string.
     Url(String),
     /// A setting that shapes the connections (`pool_size`, `connect_timeout`,
-    /// `statement_timeout`, `application_name`) was given for a store on the
-    /// application's own pool: configure that pool instead.
+    /// `statement_timeout`, `application_name`, TLS) was given for a store on
+    /// the application's own pool: configure that pool instead.
     PoolSetting(&'static str),
+    /// TLS cannot be set up as asked: the URL's `sslmode` requires TLS and this
+    /// build has no TLS feature, contradicts the builder's TLS settings, or a
+    /// root certificate does not parse or none is to be found.
+    Tls(String),
 }
 
 impl std::fmt::Display for ConfigError {
@@ -142,6 +146,7 @@ impl std::fmt::Display for ConfigError {
                 f,
                 "{setting} shapes the pool's connections; set it on the pool given to builder_on_pool"
             ),
+            ConfigError::Tls(err) => write!(f, "TLS: {err}"),
         }
     }
 }
@@ -218,6 +223,7 @@ impl PostgresStoreBuilder {
     /// # Errors
     ///
     /// [`ConfigError::Url`] when the URL does not parse;
+    /// [`ConfigError::Tls`] when TLS cannot be set up as asked;
     /// [`ConfigError::PoolSetting`] for a connection setting given on the
     /// application's own pool.
     pub fn build(self) -> Result<PostgresStore, ConfigError> {
@@ -229,6 +235,7 @@ impl PostgresStoreBuilder {
                     ("connect_timeout", self.connect_timeout.is_some()),
                     ("statement_timeout", self.statement_timeout.is_some()),
                     ("application_name", self.application_name.is_some()),
+                    ("TLS", self.tls.is_set()),
                 ];
                 if let Some((setting, _)) = own_pool_settings.iter().find(|(_, set)| *set) {
                     return Err(ConfigError::PoolSetting(setting));
@@ -255,13 +262,12 @@ impl PostgresStoreBuilder {
             "-c statement_timeout={}",
             statement_timeout.as_millis()
         ));
-        let manager = Manager::from_config(
+        let manager = self.tls.manager(
             config,
-            NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
-        );
+        )?;
         Pool::builder(manager)
             .max_size(self.pool_size.unwrap_or(DEFAULT_POOL_SIZE))
             .runtime(Runtime::Tokio1)
@@ -371,6 +377,10 @@ fn decode(row: &Row, offset: usize) -> Result<Record, StoreError> {
 
 impl PostgresStore {
     /// Configures a store on a `postgres://` URL.
+    ///
+    /// With a TLS feature, `sslmode=require` in the URL connects over TLS, and
+    /// the builder's `tls_root_certificate` trusts a private certificate
+    /// authority.
     pub fn builder(url: impl Into<String>) -> PostgresStoreBuilder {
         PostgresStoreBuilder {
             source: Source::Url(url.into()),
@@ -382,15 +392,15 @@ impl PostgresStore {
             statement_timeout: None,
             application_name: None,
             cleanup_batch: DEFAULT_CLEANUP_BATCH,
+            tls: crate::tls::TlsSettings::default(),
         }
     }
 
-    /// Configures a store on a pool the application built: for TLS
-    /// (`tokio-postgres-rustls`, `postgres-openssl`), a custom connector, or a
-    /// pool shared with the application's own queries. Every store setting of
-    /// the builder applies (schema, table, timeout, cleanup batch); the
-    /// settings that shape connections belong to the pool, and `build` refuses
-    /// them here.
+    /// Configures a store on a pool the application built: for a connector
+    /// of its own (`postgres-openssl`, say), or a pool shared with the
+    /// application's own queries. Every store setting of the builder applies
+    /// (schema, table, timeout, cleanup batch); the settings that shape
+    /// connections belong to the pool, and `build` refuses them here.
     ///
     /// # Examples
     ///

@@ -4,6 +4,7 @@ pub mod layout;
 mod per_thread;
 mod scripts;
 mod store;
+mod tls;
 
 pub use self::per_thread::PerThreadConnection;
 pub use self::store::{DEFAULT_COMMAND_TIMEOUT, DEFAULT_PREFIX, RedisStore, RedisStoreBuilder};

@@ -87,6 +87,7 @@ pub struct RedisStoreBuilder {
     prefix: String,
     command_timeout: Duration,
     connect_timeout: Option<Duration>,
+    pub(crate) tls: crate::tls::TlsSettings,
 }
 
 impl RedisStoreBuilder {
@@ -122,9 +123,11 @@ impl RedisStoreBuilder {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Backend`] when the URL is not a Redis URL.
+    /// [`StoreError::Backend`] when the URL is not a Redis URL, or its TLS
+    /// settings are not usable (a root certificate that does not parse, or
+    /// given for a `redis://` URL; no root certificate to trust).
     pub fn build(self) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(self.url.as_str()).map_err(backend)?;
+        let client = self.tls.client(&self.url).map_err(backend)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout.unwrap_or(self.command_timeout)))
             .set_response_timeout(Some(self.command_timeout))
@@ -145,6 +148,7 @@ impl RedisStore<PerThreadConnection> {
             prefix: DEFAULT_PREFIX.to_owned(),
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             connect_timeout: None,
+            tls: crate::tls::TlsSettings::default(),
         }
     }
 

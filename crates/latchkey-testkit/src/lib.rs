@@ -24,7 +24,9 @@
 //! index, `delete_expired`, and 64 tasks updating one session with an exact
 //! result. [`run_all`] runs every case in sequence for stores that prefer one test.
 //!
-//! The [`servers`] module finds the Redis and PostgreSQL servers tests use.
+//! The [`servers`] module finds the Redis and PostgreSQL servers tests use,
+//! and starts private ones (with TLS too, certificates from `tls`, feature
+//! `tls`).
 //!
 //! With the `explorer` feature, `explorer` runs concurrent requests through
 //! the real middleware and checks every interleaving of their store calls
@@ -38,6 +40,8 @@ pub mod cases;
 pub mod explorer;
 mod runner;
 pub mod servers;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use self::runner::{block_on, run_all};
 

@@ -6,6 +6,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+mod postgres;
+
+pub use self::postgres::PrivatePostgres;
+
 /// Default Redis for tests when `REDIS_URL` is unset.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -102,6 +106,9 @@ pub struct PrivateRedis {
     child: Option<std::process::Child>,
     /// With persistence: the data directory, kept across restarts.
     data_dir: Option<std::path::PathBuf>,
+    /// With TLS: the `--tls-*` arguments; `port` is then the TLS port and the
+    /// plain-text one is off.
+    tls: Vec<std::ffi::OsString>,
 }
 
 impl PrivateRedis {
@@ -116,6 +123,35 @@ impl PrivateRedis {
             port: free_port()?,
             child: None,
             data_dir: None,
+            tls: Vec::new(),
+        };
+        server.restart()?;
+        Ok(server)
+    }
+
+    /// Like [`PrivateRedis::start`], but serving only TLS, with the server
+    /// certificate of `certs`; clients are not asked for certificates. Its
+    /// [`url`](Self::url) is a `rediss://` one.
+    ///
+    /// # Errors
+    ///
+    /// As for [`PrivateRedis::start`].
+    #[cfg(feature = "tls")]
+    pub fn start_tls(certs: &crate::tls::TestCertificates) -> std::io::Result<Self> {
+        let tls = [
+            ("--tls-cert-file", certs.cert_file()),
+            ("--tls-key-file", certs.key_file()),
+            ("--tls-ca-cert-file", certs.ca_file()),
+        ]
+        .into_iter()
+        .flat_map(|(flag, file)| [flag.into(), file.into_os_string()])
+        .chain(["--tls-auth-clients".into(), "no".into()])
+        .collect();
+        let mut server = Self {
+            port: free_port()?,
+            child: None,
+            data_dir: None,
+            tls,
         };
         server.restart()?;
         Ok(server)
@@ -135,14 +171,20 @@ impl PrivateRedis {
             port: free_port()?,
             child: None,
             data_dir: Some(dir),
+            tls: Vec::new(),
         };
         server.restart()?;
         Ok(server)
     }
 
-    /// The server's URL.
+    /// The server's URL: `redis://127.0.0.1:port`, or `rediss://` with TLS.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_empty() {
+            "redis"
+        } else {
+            "rediss"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The server's port.
@@ -174,9 +216,17 @@ impl PrivateRedis {
 
     fn spawn(&mut self, extra: &[&str]) -> std::io::Result<()> {
         self.stop();
+        let port = self.port.to_string();
         let mut command = std::process::Command::new("redis-server");
+        if self.tls.is_empty() {
+            command.args(["--port", &port]);
+        } else {
+            command
+                .args(["--port", "0", "--tls-port", &port])
+                .args(&self.tls);
+        }
         command
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--daemonize", "no"])
             .args(extra);
         if let Some(dir) = &self.data_dir {
@@ -252,6 +302,7 @@ impl PrivateRedisCluster {
                 port,
                 child: None,
                 data_dir: Some(node_dir),
+                tls: Vec::new(),
             };
             node.spawn(&[
                 "--cluster-enabled",

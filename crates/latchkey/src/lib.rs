@@ -35,6 +35,8 @@
 //! | `memory` | `memory::MemoryStore`: in-process, no server; sessions end with the process | yes |
 //! | `redis` | `redis::RedisStore`: one string per session, Lua compare-and-set, native TTL | no |
 //! | `postgres` | `postgres::PostgresStore`: one row per session, `jsonb` data, compare-and-set `UPDATE` | no |
+//! | `redis-rustls`, `redis-native-tls` | the Redis store over TLS (`rediss://`), through rustls (on ring) or the platform's TLS | no |
+//! | `postgres-rustls`, `postgres-native-tls` | the PostgreSQL store over TLS (`sslmode=require`, or the builder's TLS settings), likewise | no |
 //! | `actix-session` | `bridge::ActixSessionStore`: any latchkey store behind actix-session's middleware | no |
 //! | `cache` | `cache::CachedStore`: a read-through cache in front of any store, with a staleness bound | no |
 //! | `test-util` | `testing::TestSessions`: requests with seeded sessions, and the session as saved, for handler tests | no |

@@ -49,9 +49,15 @@ pub enum StoreUrlError {
 /// | URL | store | checked with |
 /// | --- | --- | --- |
 /// | `memory` (or `memory://`) | [`MemoryStore`](crate::memory::MemoryStore) (feature `memory`) | — |
-/// | `redis://host:6379/0`, `rediss://…` | [`RedisStore`](crate::redis::RedisStore) (feature `redis`; `rediss` needs a TLS feature of `latchkey-redis`) | `PING` |
+/// | `redis://host:6379/0`, `rediss://…` | [`RedisStore`](crate::redis::RedisStore) (feature `redis`; `rediss` needs `redis-rustls` or `redis-native-tls`) | `PING` |
 /// | `redis-cluster://host:7000,host:7001,…` | `RedisStore` on a Redis Cluster, seeded with those nodes | `PING` |
-/// | `postgres://user@host/db`, `postgresql://…` | [`PostgresStore`](crate::postgres::PostgresStore) (feature `postgres`) | `migrate()` |
+/// | `postgres://user@host/db`, `postgresql://…` | [`PostgresStore`](crate::postgres::PostgresStore) (feature `postgres`; `sslmode=require` needs `postgres-rustls` or `postgres-native-tls`) | `migrate()` |
+///
+/// TLS from a URL trusts the platform's root certificates (with rustls,
+/// `SSL_CERT_FILE` or `SSL_CERT_DIR` replace them); for a server whose
+/// certificate a private authority signed, build the store with its builder
+/// and `tls_root_certificate`. PostgreSQL's `sslmode=prefer`, the default,
+/// connects in plain text.
 ///
 /// Query parameters of latchkey's own set the store's place and are taken off
 /// before the URL reaches the driver: `prefix` for Redis keys (default

@@ -1,0 +1,161 @@
+//! TLS for stores built on a `rediss://` URL: which root certificates to trust,
+//! and the `redis` client that trusts them.
+
+use redis::{Client, RedisResult};
+
+#[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+use crate::RedisStoreBuilder;
+
+/// The TLS settings of a [`RedisStoreBuilder`](crate::RedisStoreBuilder).
+#[derive(Clone, Default)]
+pub(crate) struct TlsSettings {
+    /// PEM certificates to trust instead of the platform's roots.
+    #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+    root_certificate: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut settings = f.debug_struct("TlsSettings");
+        #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+        settings.field("root_certificate", &self.root_certificate.is_some());
+        settings.finish()
+    }
+}
+
+impl TlsSettings {
+    /// The client for `url` with these settings.
+    pub(crate) fn client(&self, url: &str) -> RedisResult<Client> {
+        #[cfg(feature = "tls-rustls")]
+        {
+            use redis::IntoConnectionInfo as _;
+
+            let info = url.into_connection_info()?;
+            if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+                // The roots are always handed over: when the native-tls feature is
+                // compiled in too, the `redis` crate's rustls client given none
+                // trusts no certificate at all.
+                let roots = match &self.root_certificate {
+                    Some(pem) => checked(pem)?,
+                    None => platform_roots()?,
+                };
+                ensure_crypto_provider();
+                return Client::build_with_tls(info, certificates(roots));
+            }
+        }
+        #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+        if let Some(pem) = &self.root_certificate {
+            // Refused for a `redis://` URL, which is what a root certificate
+            // given for a plain-text server should be.
+            return Client::build_with_tls(url, certificates(pem.clone()));
+        }
+        Client::open(url)
+    }
+}
+
+#[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+impl RedisStoreBuilder {
+    /// Trusts the certificates in `pem` (one or more PEM `CERTIFICATE` blocks:
+    /// a private certificate authority, say) instead of the platform's root
+    /// certificates, for a `rediss://` URL.
+    ///
+    /// The server's certificate must still be valid for the URL's host (a
+    /// name, or an IP address among its subject alternative names).
+    ///
+    /// Needs the `tls-rustls` or `tls-native-tls` feature.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use latchkey_redis::RedisStore;
+    ///
+    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ca = std::fs::read("/etc/myapp/redis-ca.pem")?;
+    /// let store = RedisStore::builder("rediss://redis.internal:6380")
+    ///     .tls_root_certificate(ca)
+    ///     .build()?;
+    /// # drop(store);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.root_certificate = Some(pem.into());
+        self
+    }
+}
+
+#[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+fn certificates(root_cert: Vec<u8>) -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(root_cert),
+    }
+}
+
+/// `pem` if it holds certificates and nothing unreadable: the `redis` crate's
+/// rustls client takes one without any as an empty trust store, which would
+/// only show as failed connections.
+#[cfg(feature = "tls-rustls")]
+fn checked(pem: &[u8]) -> RedisResult<Vec<u8>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+
+    let invalid = |detail: String| {
+        redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "unusable TLS root certificate",
+            detail,
+        ))
+    };
+    let mut found = 0;
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        cert.map_err(|err| invalid(err.to_string()))?;
+        found += 1;
+    }
+    if found == 0 {
+        return Err(invalid("no PEM CERTIFICATE block".to_owned()));
+    }
+    Ok(pem.to_vec())
+}
+
+/// The platform's root certificates as PEM, the form `redis` takes them in.
+///
+/// `SSL_CERT_FILE` and `SSL_CERT_DIR` replace the platform's store, as for
+/// OpenSSL.
+#[cfg(feature = "tls-rustls")]
+fn platform_roots() -> RedisResult<Vec<u8>> {
+    use base64::Engine as _;
+
+    let found = rustls_native_certs::load_native_certs();
+    if found.certs.is_empty() {
+        let reasons: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "no root certificate to verify the server with; give one with tls_root_certificate",
+            reasons.join("; "),
+        )));
+    }
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut pem = Vec::new();
+    for cert in &found.certs {
+        pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+        for line in engine.encode(cert).as_bytes().chunks(64) {
+            pem.extend_from_slice(line);
+            pem.push(b'\n');
+        }
+        pem.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    }
+    Ok(pem)
+}
+
+/// Makes sure rustls has a process-wide crypto provider, which the `redis`
+/// crate's client needs: rustls picks one by itself only when exactly one is
+/// compiled in, and another crate of the application may compile in aws-lc-rs
+/// next to this crate's ring. One the application installed stays.
+#[cfg(feature = "tls-rustls")]
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race to another installer leaves that one in place, as wanted.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
