@@ -9,7 +9,7 @@ use latchkey_examples::support::{self, Options};
 async fn main() -> std::io::Result<()> {
     let options = Options::parse(
         "login",
-        "Log in with a form (the session is renewed), see a greeting, log out.",
+        "Log in with a CSRF-protected form (the session is renewed; \"remember me\" optional), see a greeting, change the email after confirming the password, log out.",
     );
     support::init_tracing();
 
