@@ -21,6 +21,8 @@ on_every_store!(
     a_flash_added_while_another_request_shows_flashes_is_kept,
     csrf_tokens_guard_unsafe_methods_and_change_on_login,
     step_up_demands_a_recent_proof_of_identity,
+    a_token_stored_while_a_login_is_under_way_does_not_survive_it,
+    the_library_keys_cannot_be_written_by_the_application,
 );
 
 fn middleware(store: impl latchkey::SessionStore, key: &Key) -> SessionMiddleware {
@@ -61,6 +63,10 @@ fn routes(cfg: &mut web::ServiceConfig) {
         }),
     )
     .route(
+        "/transfer-check",
+        web::get().to(|_checked: CsrfVerified| async move { "safe" }),
+    )
+    .route(
         "/form",
         web::post().to(
             |session: Session, form: web::Form<std::collections::HashMap<String, String>>| async move {
@@ -88,12 +94,43 @@ fn routes(cfg: &mut web::ServiceConfig) {
         }),
     )
     .route(
-        "/age-out",
+        "/renew",
         web::post().to(|session: Session| async move {
-            // What an hour-old login looks like.
-            let hour_ago = latchkey::Timestamp::now().as_millis() - 3_600_000;
-            session.insert("latchkey.authenticated_at", hour_ago)?;
-            Ok::<_, latchkey::Error>("aged")
+            session.renew();
+            "renewed"
+        }),
+    )
+    .route(
+        "/slow-login",
+        web::post().to(|session: Session| async move {
+            // Loaded now; the login's write-back comes after another
+            // request stored a token.
+            let _ = session.get_value("anything");
+            actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+            session.login("ann");
+            "in"
+        }),
+    )
+    .route(
+        "/switch",
+        web::post().to(|session: Session| async move {
+            session.clear_owner();
+            session.set_owner("bob");
+            "bob"
+        }),
+    )
+    .route(
+        "/reserved",
+        web::post().to(|session: Session| async move {
+            let refused = [
+                session.insert("latchkey.csrf", "chosen").is_err(),
+                session
+                    .update("latchkey.authenticated_at", |_: Option<u64>| u64::MAX)
+                    .is_err(),
+                session.take::<String>("latchkey.csrf").is_err(),
+                session.remove("latchkey.csrf").is_none(),
+            ];
+            format!("{refused:?}")
         }),
     )
     .route(
@@ -116,8 +153,9 @@ async fn flashes_show_once_and_cost_no_write_when_none_wait(store: AnyStore) {
     .await;
     let cookie = session_cookie(&post(&app, "/flash/saved", None).await).expect("created");
     post(&app, "/flash/again", Some(&cookie)).await;
+    post(&app, "/flash/again", Some(&cookie)).await;
     let res = get(&app, "/show", Some(&cookie)).await;
-    assert_eq!(body(res).await, "Success:saved,Success:again");
+    assert_eq!(body(res).await, "Success:saved,Success:again,Success:again");
     let res = get(&app, "/show", Some(&cookie)).await;
     assert_eq!(body(res).await, "", "shown once");
 
@@ -224,9 +262,24 @@ async fn csrf_tokens_guard_unsafe_methods_and_change_on_login(store: AnyStore) {
     assert_ne!(fresh, token);
     let res = test::call_service(&app, transfer(Some(&fresh), &logged_in)).await;
     assert_eq!(res.status(), StatusCode::OK);
+    // So does a renewal.
+    let renewed = session_cookie(&post(&app, "/renew", Some(&logged_in)).await).expect("renewed");
+    let res = test::call_service(&app, transfer(Some(&fresh), &renewed)).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "renewed: a new token");
+    // Safe methods pass without one.
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/transfer-check")
+            .cookie(renewed)
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
 }
 
 async fn step_up_demands_a_recent_proof_of_identity(store: AnyStore) {
+    let app_store = store.clone();
     let key = Key::generate();
     let app = test::init_service(
         App::new()
@@ -249,14 +302,71 @@ async fn step_up_demands_a_recent_proof_of_identity(store: AnyStore) {
         "just logged in"
     );
 
-    post(&app, "/age-out", Some(&cookie)).await;
+    // The proof belongs to the user who gave it: an owner change drops it.
+    post(&app, "/switch", Some(&cookie)).await;
     let res = post(&app, "/email", Some(&cookie)).await;
-    assert_eq!(res.status(), StatusCode::SEE_OTHER, "an hour-old proof");
     assert_eq!(
-        res.headers().get(header::LOCATION).unwrap(),
-        "/confirm-password"
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "bob never proved anything"
     );
     post(&app, "/confirm", Some(&cookie)).await;
     let res = post(&app, "/email", Some(&cookie)).await;
+    assert_eq!(body(res).await, "bob may change the email", "confirmed");
+
+    // Without a redirect: 401. And a proof older than the maximum age fails.
+    let short = test::init_service(
+        App::new()
+            .app_data(StepUpConfig::default().max_age(Duration::from_millis(300)))
+            .wrap(middleware(app_store.clone(), &key))
+            .configure(routes),
+    )
+    .await;
+    let cookie = session_cookie(&post(&short, "/login", None).await).expect("signed in");
+    let res = post(&short, "/email", Some(&cookie)).await;
+    assert_eq!(res.status(), StatusCode::OK, "just logged in");
+    actix_web::rt::time::sleep(Duration::from_millis(400)).await;
+    let res = post(&short, "/email", Some(&cookie)).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "a proof too old");
+    assert!(res.headers().get(header::LOCATION).is_none());
+    post(&short, "/confirm", Some(&cookie)).await;
+    let res = post(&short, "/email", Some(&cookie)).await;
     assert_eq!(res.status(), StatusCode::OK, "confirmed again");
+}
+
+async fn a_token_stored_while_a_login_is_under_way_does_not_survive_it(store: AnyStore) {
+    let key = Key::generate();
+    let app = test::init_service(App::new().wrap(middleware(store, &key)).configure(routes)).await;
+    // A session planted in the victim's browser, with no token yet.
+    let planted = session_cookie(&post(&app, "/flash/x", None).await).expect("created");
+    let (logged_in, planted_token) = futures_util::future::join(
+        async { session_cookie(&post(&app, "/slow-login", Some(&planted)).await) },
+        async {
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+            body(get(&app, "/token", Some(&planted)).await).await
+        },
+    )
+    .await;
+    let logged_in = logged_in.expect("logged in");
+    let res = test::call_service(
+        &app,
+        test::TestRequest::post()
+            .uri("/transfer")
+            .cookie(logged_in)
+            .insert_header((CSRF_HEADER, planted_token))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::FORBIDDEN,
+        "the token stored before the login's write-back is gone after it"
+    );
+}
+
+async fn the_library_keys_cannot_be_written_by_the_application(store: AnyStore) {
+    let key = Key::generate();
+    let app = test::init_service(App::new().wrap(middleware(store, &key)).configure(routes)).await;
+    let res = post(&app, "/reserved", None).await;
+    assert_eq!(body(res).await, "[true, true, true, true]");
 }

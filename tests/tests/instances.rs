@@ -54,10 +54,31 @@ fn start_with(store: &str, args: &[&str]) -> Instance {
     instance
 }
 
+/// The CSRF token a page's forms carry.
+fn form_token(page: &str) -> String {
+    let field = r#"name="csrf_token" value=""#;
+    let start = page.find(field).expect("a form with a token") + field.len();
+    let len = page[start..].find('"').expect("a closed attribute");
+    page[start..start + len].to_owned()
+}
+
+/// Opens the login form (which gives a session and its CSRF token), then logs in.
 async fn login(client: &awc::Client, instance: &Instance, email: &str) -> Cookie<'static> {
+    let mut form = client
+        .get(format!("{}/", instance.base))
+        .send()
+        .await
+        .unwrap();
+    let visitor = form.cookie("id").expect("the form's session").into_owned();
+    let token = form_token(&String::from_utf8(form.body().await.unwrap().to_vec()).unwrap());
     let res = client
         .post(format!("{}/login", instance.base))
-        .send_form(&[("email", email), ("password", "pw")])
+        .cookie(visitor)
+        .send_form(&[
+            ("csrf_token", token.as_str()),
+            ("email", email),
+            ("password", "pw"),
+        ])
         .await
         .unwrap();
     assert_eq!(res.status(), 303);
@@ -126,10 +147,11 @@ async fn two_instances_share_sessions(name: &str, store: &str) {
     // Log out everywhere else from A: the phone, logged in on B, is out at once.
     let phone = login(&client, &b, &email).await;
     assert!(page(&client, &b, "/admin", &phone).await.contains("Hello"));
+    let token = form_token(&page(&client, &a, "/sessions", &laptop).await);
     let res = client
         .post(format!("{}/sessions/revoke-others", a.base))
         .cookie(laptop.clone())
-        .send()
+        .send_form(&[("csrf_token", token.as_str())])
         .await
         .unwrap();
     assert_eq!(res.status(), 303);

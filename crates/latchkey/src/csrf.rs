@@ -27,8 +27,11 @@ impl Session {
     /// [`CsrfVerified`] extractor.
     ///
     /// The token is 256 random bits, one per session, and changes whenever
-    /// the session is [renewed](Self::renew) or [logged in](Self::login), so
-    /// a token seen before a login is worthless after it.
+    /// the session gets a new id ([`renew`](Self::renew),
+    /// [`login`](Self::login), [`remember`](Self::remember)), so a token seen
+    /// before a login is worthless after it, also when another request stores
+    /// one while the login is under way. Forms open in other tabs then need a
+    /// reload.
     ///
     /// # Errors
     ///
@@ -88,17 +91,19 @@ impl Session {
     /// ```
     pub fn verify_csrf(&self, submitted: &str) -> bool {
         match self.get::<String>(CSRF_KEY).ok().flatten() {
-            Some(held) => bool::from(held.as_bytes().ct_eq(submitted.as_bytes())),
-            None => false,
+            Some(held) if !held.is_empty() => {
+                bool::from(held.as_bytes().ct_eq(submitted.as_bytes()))
+            }
+            _ => false,
         }
     }
 
     /// Drops the CSRF token, so that the next [`csrf_token`](Self::csrf_token)
-    /// makes a new one: part of every renewal and login.
+    /// makes a new one: part of every renewal and login. Recorded even when
+    /// no token is held now, so that a token another request stores before
+    /// this one's write-back is dropped by the replay too.
     pub(crate) fn rotate_csrf(&self) {
-        if self.contains_key(CSRF_KEY) {
-            let _ = self.apply(Op::Remove(CSRF_KEY.to_owned()));
-        }
+        let _ = self.apply(Op::Remove(CSRF_KEY.to_owned()));
     }
 }
 

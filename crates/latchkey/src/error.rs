@@ -84,6 +84,14 @@ pub enum Error {
         /// The configured bound.
         max: std::time::Duration,
     },
+    /// The application tried to write a key starting with `latchkey.`, which
+    /// the library keeps for its own values (flash messages, the CSRF token,
+    /// the last proof of identity); the session is left as it was.
+    #[error("session key {key:?} is reserved: keys starting with \"latchkey.\" are the library's")]
+    ReservedKey {
+        /// The key.
+        key: String,
+    },
     /// `Session` was extracted in an app without `SessionMiddleware`.
     #[error("Session was used without SessionMiddleware wrapping the app")]
     MissingMiddleware,

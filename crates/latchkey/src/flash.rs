@@ -33,6 +33,19 @@ pub struct Flash {
     pub level: FlashLevel,
     /// What to show.
     pub message: String,
+    /// Tells two flashes of the same text apart, so that consuming one never
+    /// removes the other.
+    #[serde(default)]
+    id: u64,
+}
+
+/// A number for [`Flash::id`]: random per call, which is all telling flashes
+/// apart needs.
+fn flash_id() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
 }
 
 impl Session {
@@ -64,6 +77,7 @@ impl Session {
         let flash = Flash {
             level,
             message: message.into(),
+            id: flash_id(),
         };
         self.apply(Op::update(
             FLASH_KEY.to_owned(),
@@ -81,7 +95,9 @@ impl Session {
     ///
     /// With none waiting this changes nothing, so a page that shows flashes on
     /// every visit costs no store write. Only the messages returned are
-    /// removed: one another request adds meanwhile stays for the next call.
+    /// removed: one another request adds meanwhile stays for the next call,
+    /// also when its text is the same. Two requests that show flashes at the
+    /// same time may both show the same ones.
     ///
     /// # Errors
     ///

@@ -5,7 +5,8 @@
 //! it. `Insert` overwrites, `Remove` removes, `Take` removes only the value it
 //! took (a newer one another request wrote stays), `Update` runs its function
 //! again on the fresh value, `Clear` empties the fresh values (including keys
-//! the other request wrote), `SetOwner` overwrites the owner, `Consume` removes
+//! the other request wrote), `SetOwner` overwrites the owner (and, when it
+//! changes it, drops the last proof of identity), `Consume` removes
 //! from a list the items this request read (items another request added stay,
 //! and the key goes once the list is empty). Keys this request did not touch
 //! keep the other request's values.
@@ -110,6 +111,10 @@ impl Op {
                 None
             }
             Op::SetOwner(new) => {
+                // A proof of identity belongs to the user who gave it.
+                if owner != new {
+                    data.remove(crate::step_up::AUTHENTICATED_AT_KEY);
+                }
                 owner.clone_from(new);
                 None
             }

@@ -148,6 +148,22 @@ pub(crate) struct State {
     sealed: bool,
 }
 
+/// The prefix of the keys the library keeps in a session's values (flash
+/// messages, the CSRF token, the last proof of identity).
+pub(crate) const RESERVED_PREFIX: &str = "latchkey.";
+
+/// Refuses application writes to the library's keys: a client that could
+/// choose one (through a handler that stores form fields as they come) could
+/// otherwise set its own CSRF token or proof of identity.
+fn refuse_reserved(key: &str) -> Result<(), Error> {
+    if key.starts_with(RESERVED_PREFIX) {
+        return Err(Error::ReservedKey {
+            key: key.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// Checks the limits on values about to be kept.
 pub(crate) fn check_limits(data: &SessionData, config: &Config) -> Result<(), Error> {
     if data.len() > config.max_keys {
@@ -397,7 +413,8 @@ impl Session {
     /// # Errors
     ///
     /// [`Error::Serialize`] when `value` does not serialize to JSON;
-    /// [`Error::TooLarge`] or [`Error::TooManyKeys`] beyond the configured bounds.
+    /// [`Error::TooLarge`] or [`Error::TooManyKeys`] beyond the configured bounds;
+    /// [`Error::ReservedKey`] for a key starting with `latchkey.`.
     /// On error the session is unchanged.
     ///
     /// # Examples
@@ -411,6 +428,7 @@ impl Session {
     /// ```
     pub fn insert<T: Serialize>(&self, key: impl Into<String>, value: T) -> Result<(), Error> {
         let key = key.into();
+        refuse_reserved(&key)?;
         let value = serde_json::to_value(value).map_err(|source| Error::Serialize {
             key: key.clone(),
             source,
@@ -431,6 +449,9 @@ impl Session {
     /// # let _ = handler;
     /// ```
     pub fn remove(&self, key: &str) -> Option<Value> {
+        if refuse_reserved(key).is_err() {
+            return None;
+        }
         let op = Op::Remove(key.to_owned());
         self.state().apply(op, &self.config).ok().flatten()
     }
@@ -457,6 +478,7 @@ impl Session {
     /// # let _ = handler;
     /// ```
     pub fn take<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        refuse_reserved(key)?;
         let mut state = self.state();
         let Some(value) = state.data.get(key) else {
             return Ok(None);
@@ -498,6 +520,7 @@ impl Session {
         F: Fn(Option<T>) -> T + Send + Sync + 'static,
     {
         let key = key.into();
+        refuse_reserved(&key)?;
         let op = Op::update(key.clone(), f);
         let value = self.state().apply(op, &self.config)?.unwrap_or(Value::Null);
         serde_json::from_value(value).map_err(|source| Error::Deserialize { key, source })
@@ -640,10 +663,15 @@ impl Session {
             return Ok(());
         }
         state.remember = Some(idle_timeout);
-        if state.intent == Intent::Keep && state.loaded.is_some() {
+        let renews = state.intent == Intent::Keep && state.loaded.is_some();
+        if renews {
             state.intent = Intent::Renew {
                 new_lifetime: false,
             };
+        }
+        drop(state);
+        if renews {
+            self.rotate_csrf();
         }
         Ok(())
     }

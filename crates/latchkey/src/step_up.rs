@@ -14,8 +14,20 @@ use crate::ops::Op;
 use crate::session::Session;
 
 /// The session key of the time the user last proved their identity. Keys
-/// starting with `latchkey.` are the library's.
+/// starting with `latchkey.` are the library's. An owner change drops it
+/// (see `Op::SetOwner`): the proof belongs to the user who gave it.
 pub(crate) const AUTHENTICATED_AT_KEY: &str = "latchkey.authenticated_at";
+
+/// How far ahead of this process's clock a recorded proof may be (another
+/// instance's clock running ahead) and still count.
+const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// Whether a proof of identity given `at` is within `max_age` of `now`. One
+/// from further in the future than clocks drift apart is not: it could only
+/// have been written to last.
+fn is_recent(at: Timestamp, now: Timestamp, max_age: Duration) -> bool {
+    at <= now + CLOCK_SKEW && now.saturating_since(at) <= max_age
+}
 
 impl Session {
     /// Records that the user proved their identity just now (a password typed
@@ -24,7 +36,8 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`Error::WrittenBack`] after the write-back.
+    /// [`Error::TooLarge`] or [`Error::TooManyKeys`] when the session is at its
+    /// bounds; [`Error::WrittenBack`] after the write-back.
     ///
     /// # Examples
     ///
@@ -226,9 +239,7 @@ impl FromRequest for RecentlyAuthenticated {
         Box::pin(async move {
             let session = session.await?;
             let recent = match (session.owner(), session.authenticated_at()) {
-                (Some(owner), Some(at))
-                    if Timestamp::now().saturating_since(at) <= config.max_age =>
-                {
+                (Some(owner), Some(at)) if is_recent(at, Timestamp::now(), config.max_age) => {
                     Some((owner, at))
                 }
                 _ => None,
@@ -241,5 +252,27 @@ impl FromRequest for RecentlyAuthenticated {
                 .into()),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proof_is_recent_within_its_age_and_a_little_clock_skew() {
+        let now = Timestamp::from_millis(1_000_000);
+        let age = Duration::from_secs(300);
+        assert!(is_recent(now, now, age));
+        assert!(is_recent(Timestamp::from_millis(700_000), now, age));
+        assert!(!is_recent(Timestamp::from_millis(699_999), now, age));
+        assert!(
+            is_recent(now + Duration::from_secs(30), now, age),
+            "another instance's clock a little ahead"
+        );
+        assert!(
+            !is_recent(Timestamp::from_millis(u64::MAX), now, age),
+            "a proof from the far future is not recent forever"
+        );
     }
 }
