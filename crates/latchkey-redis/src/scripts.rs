@@ -2,7 +2,9 @@
 //!
 //! Session values follow the layout in [`crate::layout`]; every session script
 //! reads the value with one `GET`, finds the fields it needs with anchored
-//! patterns (never parsing the data) and writes at most once.
+//! patterns (never parsing the data) and writes at most once. The two that run
+//! on ordinary requests, save and touch, read only what they need inline; the
+//! rarer ones share one reader of the whole header.
 //!
 //! Scripts go out as `EVALSHA` so only their 40-byte digests cross the wire. When
 //! the server's script cache was flushed (a restart, `SCRIPT FLUSH`, a failover
@@ -72,41 +74,69 @@ end
 /// (absent, or expired by the application's clock), -2 on conflict. A later
 /// absolute deadline counts as not indexed, so that the index's expiry is
 /// moved too.
-pub(crate) const SAVE: &str = session_script!(
-    r"
+pub(crate) const SAVE: &str = r"
 local s = redis.call('GET', KEYS[1])
 if not s then return -1 end
-local r = read(s)
-if expired(r, ARGV[4]) then return -1 end
-if r.version ~= ARGV[1] then return -2 end
-local idle = ARGV[2]
-if tonumber(r.idle) > tonumber(idle) then idle = r.idle end
-if tonumber(idle) > tonumber(ARGV[3]) then idle = ARGV[3] end
-local version = string.format('%d', tonumber(r.version) + 1)
-redis.call('SET', KEYS[1], '1:' .. version .. ':' .. r.created .. ':' .. idle .. ':' .. ARGV[3] .. ':'
-  .. string.sub(s, r.index_at, r.tail_at - 1) .. ARGV[7], 'PXAT', idle)
-local indexed = ARGV[5] ~= '1' or (holds(r, ARGV[6]) and tonumber(ARGV[3]) <= tonumber(r.absolute))
-return {tonumber(version), indexed and 1 or 0}
-"
-);
+local version, created, idle, absolute, count, at = string.match(s, '^1:(%d+):(%d+):(%d+):(%d+):(%d+):()')
+if not version then return redis.error_reply('ERR latchkey: not a session value (layout 1)') end
+local now, stored_idle, stored_absolute = tonumber(ARGV[4]), tonumber(idle), tonumber(absolute)
+if stored_idle <= now or stored_absolute <= now then return -1 end
+if version ~= ARGV[1] then return -2 end
+local new_absolute = tonumber(ARGV[3])
+local next_idle, next_idle_ms = ARGV[2], tonumber(ARGV[2])
+if stored_idle > next_idle_ms then next_idle, next_idle_ms = idle, stored_idle end
+if next_idle_ms > new_absolute then next_idle = ARGV[3] end
+local tail_at, holds = at, false
+for _ = 1, tonumber(count) do
+  local len, from = string.match(s, '^(%d+):()', tail_at)
+  if not len or from + tonumber(len) - 1 > #s then
+    return redis.error_reply('ERR latchkey: session value has a broken index entry')
+  end
+  if string.sub(s, from, from + tonumber(len) - 1) == ARGV[6] then holds = true end
+  tail_at = from + tonumber(len)
+end
+local next_version = string.format('%d', tonumber(version) + 1)
+redis.call('SET', KEYS[1], '1:' .. next_version .. ':' .. created .. ':' .. next_idle .. ':' .. ARGV[3] .. ':'
+  .. string.sub(s, at - #count - 1, tail_at - 1) .. ARGV[7], 'PXAT', next_idle)
+local indexed = ARGV[5] ~= '1' or (holds and new_absolute <= stored_absolute)
+return {tonumber(next_version), indexed and 1 or 0}
+";
 
 /// Moves the deadlines of a live session. KEYS[1] session; ARGV idle, absolute,
 /// expire_at, now. Returns `{1 if it has an owner else 0, owner or '', 1 if
 /// that owner's index is known to hold the session and to live as long as it
 /// (or there is no owner), else 0}` when touched, 0 when missing (absent, or
 /// expired by the application's clock).
-pub(crate) const TOUCH: &str = session_script!(
-    r"
+pub(crate) const TOUCH: &str = r"
 local s = redis.call('GET', KEYS[1])
 if not s then return 0 end
-local r = read(s)
-if expired(r, ARGV[4]) then return 0 end
-redis.call('SET', KEYS[1], '1:' .. r.version .. ':' .. r.created .. ':' .. ARGV[1] .. ':' .. ARGV[2] .. ':'
-  .. string.sub(s, r.index_at), 'PXAT', ARGV[3])
-local indexed = not r.owner or (holds(r, r.owner) and tonumber(ARGV[2]) <= tonumber(r.absolute))
-return {r.owner and 1 or 0, r.owner or '', indexed and 1 or 0}
-"
-);
+local version, created, idle, absolute, count, at = string.match(s, '^1:(%d+):(%d+):(%d+):(%d+):(%d+):()')
+if not version then return redis.error_reply('ERR latchkey: not a session value (layout 1)') end
+local now, stored_absolute = tonumber(ARGV[4]), tonumber(absolute)
+if tonumber(idle) <= now or stored_absolute <= now then return 0 end
+local entries, tail_at = {}, at
+for _ = 1, tonumber(count) do
+  local len, from = string.match(s, '^(%d+):()', tail_at)
+  if not len or from + tonumber(len) - 1 > #s then
+    return redis.error_reply('ERR latchkey: session value has a broken index entry')
+  end
+  entries[string.sub(s, from, from + tonumber(len) - 1)] = true
+  tail_at = from + tonumber(len)
+end
+local owner_len, owner_at = string.match(s, '^%d+:(%-?%d+):()', tail_at)
+if not owner_len then return redis.error_reply('ERR latchkey: session value has no owner field') end
+local owner = false
+if owner_len ~= '-1' then
+  if string.sub(owner_len, 1, 1) == '-' or owner_at + tonumber(owner_len) - 1 > #s then
+    return redis.error_reply('ERR latchkey: session value has a broken owner field')
+  end
+  owner = string.sub(s, owner_at, owner_at + tonumber(owner_len) - 1)
+end
+redis.call('SET', KEYS[1], '1:' .. version .. ':' .. created .. ':' .. ARGV[1] .. ':' .. ARGV[2] .. ':'
+  .. string.sub(s, at - #count - 1), 'PXAT', ARGV[3])
+local indexed = not owner or (entries[owner] and tonumber(ARGV[2]) <= stored_absolute)
+return {owner and 1 or 0, owner or '', indexed and 1 or 0}
+";
 
 /// Deletes a session. KEYS[1] session. Returns the owners whose indexes hold
 /// it (none when there was no session).
