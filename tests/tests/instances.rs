@@ -70,7 +70,7 @@ async fn login(client: &awc::Client, instance: &Instance, email: &str) -> Cookie
         .await
         .unwrap();
     let visitor = form.cookie("id").expect("the form's session").into_owned();
-    let token = form_token(&String::from_utf8(form.body().await.unwrap().to_vec()).unwrap());
+    let token = form_token(std::str::from_utf8(&form.body().await.unwrap()).unwrap());
     let res = client
         .post(format!("{}/login", instance.base))
         .cookie(visitor)
