@@ -158,23 +158,43 @@ pub struct NotAuthenticated {
 
 impl ResponseError for NotAuthenticated {
     fn status_code(&self) -> StatusCode {
-        if self.redirect.is_some() {
-            StatusCode::SEE_OTHER
-        } else {
-            StatusCode::UNAUTHORIZED
-        }
+        refusal_status(self.redirect.as_deref())
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code());
-        response.insert_header((header::CACHE_CONTROL, "no-store"));
-        if let Some(location) = &self.redirect {
-            response.insert_header((header::LOCATION, location.as_str()));
-        }
-        response
-            .content_type("text/plain; charset=utf-8")
-            .body("Authentication required.")
+        refusal(self.redirect.as_deref(), "Authentication required.")
     }
+}
+
+/// 303 See Other when the refusal redirects, 401 Unauthorized otherwise.
+pub(crate) fn refusal_status(redirect: Option<&str>) -> StatusCode {
+    if redirect.is_some() {
+        StatusCode::SEE_OTHER
+    } else {
+        StatusCode::UNAUTHORIZED
+    }
+}
+
+/// The answer of an extractor that refuses a request for want of a (recent
+/// enough) signed-in user: a redirect to `redirect`, or 401 with `body`.
+pub(crate) fn refusal(redirect: Option<&str>, body: &'static str) -> HttpResponse {
+    let mut response = HttpResponse::build(refusal_status(redirect));
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    if let Some(location) = redirect {
+        response.insert_header((header::LOCATION, location));
+    }
+    response
+        .content_type("text/plain; charset=utf-8")
+        .body(body)
+}
+
+/// The extractor configuration `T` registered for this request, directly or as
+/// `web::Data<T>`, or the default.
+pub(crate) fn registered<T: Clone + Default + 'static>(req: &HttpRequest) -> T {
+    req.app_data::<T>()
+        .or_else(|| req.app_data::<web::Data<T>>().map(|data| data.get_ref()))
+        .cloned()
+        .unwrap_or_default()
 }
 
 impl FromRequest for Authenticated {
@@ -182,13 +202,7 @@ impl FromRequest for Authenticated {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        let redirect = req
-            .app_data::<AuthenticatedConfig>()
-            .or_else(|| {
-                req.app_data::<web::Data<AuthenticatedConfig>>()
-                    .map(|data| data.get_ref())
-            })
-            .and_then(|config| config.redirect.clone());
+        let redirect = registered::<AuthenticatedConfig>(req).redirect;
         let session = Session::extract(req);
         Box::pin(async move {
             let session = session.await?;

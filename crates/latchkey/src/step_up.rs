@@ -5,10 +5,11 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use actix_web::dev::Payload;
-use actix_web::http::{StatusCode, header};
-use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::http::StatusCode;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError};
 use latchkey_core::Timestamp;
 
+use crate::authenticated::{refusal, refusal_status, registered};
 use crate::error::Error;
 use crate::ops::Op;
 use crate::session::Session;
@@ -203,22 +204,14 @@ pub struct StepUpRequired {
 
 impl ResponseError for StepUpRequired {
     fn status_code(&self) -> StatusCode {
-        if self.redirect.is_some() {
-            StatusCode::SEE_OTHER
-        } else {
-            StatusCode::UNAUTHORIZED
-        }
+        refusal_status(self.redirect.as_deref())
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code());
-        response.insert_header((header::CACHE_CONTROL, "no-store"));
-        if let Some(location) = &self.redirect {
-            response.insert_header((header::LOCATION, location.as_str()));
-        }
-        response
-            .content_type("text/plain; charset=utf-8")
-            .body("Please confirm your identity to continue.")
+        refusal(
+            self.redirect.as_deref(),
+            "Please confirm your identity to continue.",
+        )
     }
 }
 
@@ -227,14 +220,7 @@ impl FromRequest for RecentlyAuthenticated {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        let config = req
-            .app_data::<StepUpConfig>()
-            .or_else(|| {
-                req.app_data::<web::Data<StepUpConfig>>()
-                    .map(|data| data.get_ref())
-            })
-            .cloned()
-            .unwrap_or_default();
+        let config = registered::<StepUpConfig>(req);
         let session = Session::extract(req);
         Box::pin(async move {
             let session = session.await?;
