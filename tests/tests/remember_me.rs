@@ -107,6 +107,23 @@ fn middleware(store: AnyStore, key: &Key) -> SessionMiddleware {
         .unwrap()
 }
 
+/// The stored session a cookie names, read straight from the store.
+async fn load_by_cookie(
+    store: &AnyStore,
+    cookie: &actix_web::cookie::Cookie<'static>,
+    key: &Key,
+) -> Option<latchkey::Record> {
+    store.load(&token_of(cookie, key).id()).await.unwrap()
+}
+
+/// How long until the record's idle deadline.
+fn idle_remaining(record: &latchkey::Record) -> Duration {
+    record
+        .deadlines
+        .idle
+        .saturating_since(latchkey::Timestamp::now())
+}
+
 fn max_age_secs(cookie: &actix_web::cookie::Cookie<'_>) -> Option<i64> {
     cookie.max_age().map(|age| age.whole_seconds())
 }
@@ -126,16 +143,9 @@ async fn a_remembered_login_gets_a_persistent_cookie_and_its_own_idle_timeout(st
     let month = i64::try_from((30 * DAY).as_secs()).unwrap();
     assert!((month - 5..=month).contains(&age), "max-age {age}");
 
-    let stored = store
-        .load(&token_of(&cookie, &key).id())
-        .await
-        .unwrap()
-        .expect("stored");
+    let stored = load_by_cookie(&store, &cookie, &key).await.expect("stored");
     assert_eq!(stored.idle_timeout, Some(30 * DAY));
-    let idle_left = stored
-        .deadlines
-        .idle
-        .saturating_since(latchkey::Timestamp::now());
+    let idle_left = idle_remaining(&stored);
     assert!(
         idle_left > 29 * DAY,
         "the session's own idle timeout sets the idle deadline: {idle_left:?}"
@@ -148,19 +158,9 @@ async fn a_remembered_login_gets_a_persistent_cookie_and_its_own_idle_timeout(st
     let res = post(&app, "/count", None).await;
     let plain = session_cookie(&res).expect("created");
     assert_eq!(max_age_secs(&plain), None);
-    let stored = store
-        .load(&token_of(&plain, &key).id())
-        .await
-        .unwrap()
-        .expect("stored");
+    let stored = load_by_cookie(&store, &plain, &key).await.expect("stored");
     assert_eq!(stored.idle_timeout, None);
-    assert!(
-        stored
-            .deadlines
-            .idle
-            .saturating_since(latchkey::Timestamp::now())
-            <= HOUR
-    );
+    assert!(idle_remaining(&stored) <= HOUR);
 }
 
 async fn remembering_past_the_bound_is_refused_and_changes_nothing(store: AnyStore) {
@@ -173,20 +173,14 @@ async fn remembering_past_the_bound_is_refused_and_changes_nothing(store: AnySto
     .await;
     let res = post(&app, "/count", None).await;
     let cookie = session_cookie(&res).expect("created");
-    let before = store
-        .load(&token_of(&cookie, &key).id())
-        .await
-        .unwrap()
-        .expect("stored");
+    let before = load_by_cookie(&store, &cookie, &key).await.expect("stored");
     let res = post(&app, "/too-long", Some(&cookie)).await;
     assert_eq!(
         res.status(),
         actix_web::http::StatusCode::INTERNAL_SERVER_ERROR
     );
-    let after = store
-        .load(&token_of(&cookie, &key).id())
+    let after = load_by_cookie(&store, &cookie, &key)
         .await
-        .unwrap()
         .expect("the session is still there under its token");
     assert_eq!(after.idle_timeout, None);
     assert_eq!(after.deadlines, before.deadlines);
@@ -216,20 +210,14 @@ async fn a_remembered_session_stays_remembered_until_a_plain_login(store: AnySto
     // Saves keep it.
     let res = post(&app, "/count", Some(&cookie)).await;
     assert_eq!(body(res).await, "1");
-    let stored = store
-        .load(&token_of(&cookie, &key).id())
-        .await
-        .unwrap()
-        .expect("stored");
+    let stored = load_by_cookie(&store, &cookie, &key).await.expect("stored");
     assert_eq!(stored.idle_timeout, Some(30 * DAY), "a save keeps it");
     // A renewal keeps it, and its cookie stays persistent.
     let res = post(&app, "/renew", Some(&cookie)).await;
     let renewed = session_cookie(&res).expect("renewed");
     assert!(max_age_secs(&renewed).is_some());
-    let stored = store
-        .load(&token_of(&renewed, &key).id())
+    let stored = load_by_cookie(&store, &renewed, &key)
         .await
-        .unwrap()
         .expect("stored");
     assert_eq!(stored.idle_timeout, Some(30 * DAY), "a renewal keeps it");
     assert_eq!(stored.data["n"], 1);
@@ -237,19 +225,9 @@ async fn a_remembered_session_stays_remembered_until_a_plain_login(store: AnySto
     let res = post(&app, "/login-plain", Some(&renewed)).await;
     let plain = session_cookie(&res).expect("logged in again");
     assert_eq!(max_age_secs(&plain), None, "a browser-session cookie again");
-    let stored = store
-        .load(&token_of(&plain, &key).id())
-        .await
-        .unwrap()
-        .expect("stored");
+    let stored = load_by_cookie(&store, &plain, &key).await.expect("stored");
     assert_eq!(stored.idle_timeout, None);
-    assert!(
-        stored
-            .deadlines
-            .idle
-            .saturating_since(latchkey::Timestamp::now())
-            <= HOUR
-    );
+    assert!(idle_remaining(&stored) <= HOUR);
     let res = get(&app, "/", Some(&plain)).await;
     assert_eq!(body(res).await, "None");
 }
@@ -275,18 +253,12 @@ async fn remembering_a_stored_session_moves_its_deadline_under_every_policy(stor
         let res = post(&app, "/remember", Some(&plain)).await;
         let remembered = session_cookie(&res).expect("renewed to carry it");
         assert!(max_age_secs(&remembered).is_some(), "{policy:?}");
-        let stored = store
-            .load(&token_of(&remembered, &key).id())
+        let stored = load_by_cookie(&store, &remembered, &key)
             .await
-            .unwrap()
             .expect("stored");
         assert_eq!(stored.idle_timeout, Some(30 * DAY), "{policy:?}");
         assert!(
-            stored
-                .deadlines
-                .idle
-                .saturating_since(latchkey::Timestamp::now())
-                > 29 * DAY,
+            idle_remaining(&stored) > 29 * DAY,
             "{policy:?}: the deadline runs from now on the new timeout"
         );
         assert_eq!(stored.data["n"], 1, "{policy:?}: values kept");
@@ -295,10 +267,8 @@ async fn remembering_a_stored_session_moves_its_deadline_under_every_policy(stor
         let fresh = session_cookie(&post(&app, "/count", None).await).expect("created");
         let res = post(&app, "/login", Some(&fresh)).await;
         let logged_in = session_cookie(&res).expect("logged in");
-        let stored = store
-            .load(&token_of(&logged_in, &key).id())
+        let stored = load_by_cookie(&store, &logged_in, &key)
             .await
-            .unwrap()
             .expect("stored");
         assert_eq!(stored.idle_timeout, Some(30 * DAY), "{policy:?}");
         assert_eq!(stored.owner.as_deref(), Some("ann"));
@@ -321,11 +291,7 @@ async fn asking_again_changes_nothing_and_purge_forgets(store: AnyStore) {
         "already remembered for 30 days: no new token"
     );
     assert!(
-        store
-            .load(&token_of(&cookie, &key).id())
-            .await
-            .unwrap()
-            .is_some(),
+        load_by_cookie(&store, &cookie, &key).await.is_some(),
         "the same session goes on"
     );
     let res = post(&app, "/tiny", Some(&cookie)).await;
@@ -338,10 +304,6 @@ async fn asking_again_changes_nothing_and_purge_forgets(store: AnyStore) {
     let res = post(&app, "/purge", Some(&cookie)).await;
     let after = session_cookie(&res).expect("a new session for the value set after purge");
     assert_eq!(max_age_secs(&after), None, "no longer remembered");
-    let stored = store
-        .load(&token_of(&after, &key).id())
-        .await
-        .unwrap()
-        .expect("stored");
+    let stored = load_by_cookie(&store, &after, &key).await.expect("stored");
     assert_eq!(stored.idle_timeout, None);
 }
