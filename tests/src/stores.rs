@@ -11,7 +11,7 @@ use latchkey_testkit::servers::unique_name;
 
 use latchkey::{
     AnyStore, Deadlines, DeleteOutcome, Record, RuntimeSlot, SaveOutcome, SessionId, SessionStore,
-    StoreError,
+    StoreError, Timestamp,
 };
 
 /// Every backend, by name, each isolated from other tests: a fresh memory store,
@@ -197,9 +197,10 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         &self,
         id: &SessionId,
         deadlines: Deadlines,
+        seen_at: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         bump(&self.calls.touch);
-        self.inner.touch(id, deadlines)
+        self.inner.touch(id, deadlines, seen_at)
     }
 
     fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send {
@@ -279,6 +280,7 @@ impl SessionStore for FailingStore {
         &self,
         _: &SessionId,
         _: Deadlines,
+        _: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         failure()
     }
@@ -392,8 +394,13 @@ impl<S: SessionStore> SessionStore for PausingStore<S> {
         saved
     }
 
-    async fn touch(&self, id: &SessionId, deadlines: Deadlines) -> Result<bool, StoreError> {
-        self.inner.touch(id, deadlines).await
+    async fn touch(
+        &self,
+        id: &SessionId,
+        deadlines: Deadlines,
+        seen_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.touch(id, deadlines, seen_at).await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {

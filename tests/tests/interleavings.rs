@@ -14,6 +14,7 @@
 
 use latchkey::{
     AnyStore, Deadlines, DeleteOutcome, Record, SaveOutcome, SessionId, SessionStore, StoreError,
+    Timestamp,
 };
 use latchkey_testkit::explorer::{Action, Exploration, Report, Scenario, Step, explore};
 use latchkey_tests::stores::{postgres_store, redis_store};
@@ -151,8 +152,13 @@ impl SessionStore for Flawed {
         };
         self.inner.save(id, record, expected).await
     }
-    async fn touch(&self, id: &SessionId, deadlines: Deadlines) -> Result<bool, StoreError> {
-        self.inner.touch(id, deadlines).await
+    async fn touch(
+        &self,
+        id: &SessionId,
+        deadlines: Deadlines,
+        seen_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.touch(id, deadlines, seen_at).await
     }
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         self.inner.delete(id).await

@@ -14,7 +14,7 @@ use actix_web::http::StatusCode;
 use actix_web::{App, FromRequest, HttpRequest, test, web};
 use latchkey::{
     AnyStore, Deadlines, DeleteOutcome, IdleExtension, Record, SaveOutcome, Session, SessionId,
-    SessionMiddleware, SessionMiddlewareBuilder, SessionStore, StoreError,
+    SessionMiddleware, SessionMiddlewareBuilder, SessionStore, StoreError, Timestamp,
 };
 use latchkey_tests::http::{get, post, session_cookie, token_of};
 use latchkey_tests::stores::{CountingStore, PausingStore, all_backends};
@@ -408,8 +408,13 @@ impl SessionStore for SlowSaves {
             }
         }
     }
-    async fn touch(&self, id: &SessionId, deadlines: Deadlines) -> Result<bool, StoreError> {
-        self.0.touch(id, deadlines).await
+    async fn touch(
+        &self,
+        id: &SessionId,
+        deadlines: Deadlines,
+        seen_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.0.touch(id, deadlines, seen_at).await
     }
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         self.0.delete(id).await

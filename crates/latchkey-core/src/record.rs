@@ -217,6 +217,13 @@ pub struct Record {
     pub owner: Option<String>,
     /// When the session was created.
     pub created_at: Timestamp,
+    /// When the session was last used, as far as a store write recorded it.
+    /// The middleware moves it with the idle deadline, so it is accurate to
+    /// one [extension interval]; stores keep the later of the stored value and
+    /// the one written, so it never moves back.
+    ///
+    /// [extension interval]: https://docs.rs/latchkey/latest/latchkey/struct.SessionMiddlewareBuilder.html#method.idle_extension_interval
+    pub last_seen: Timestamp,
     /// When it expires.
     pub deadlines: Deadlines,
     /// The session's own idle timeout, when it opted into one ("remember
@@ -227,7 +234,7 @@ pub struct Record {
 }
 
 impl Record {
-    /// An empty, unowned record created at `now`.
+    /// An empty, unowned record created (and last seen) at `now`.
     ///
     /// # Examples
     ///
@@ -246,6 +253,7 @@ impl Record {
             version: 0,
             owner: None,
             created_at: now,
+            last_seen: now,
             deadlines,
             idle_timeout: None,
         }

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::error::StoreError;
-use crate::record::{Deadlines, Record};
+use crate::record::{Deadlines, Record, Timestamp};
 use crate::runtime_slot::RuntimeSlot;
 use crate::token::SessionId;
 
@@ -52,8 +52,8 @@ pub enum DeleteOutcome {
 /// | --- | --- |
 /// | [`load`](Self::load) | the record, or `None` if absent or expired; never an expired record |
 /// | [`create`](Self::create) | insert at version 1; [`StoreError::IdCollision`] if the id is taken by a live session |
-/// | [`save`](Self::save) | compare-and-set on the version, see [`SaveOutcome`]; never moves the stored idle deadline earlier |
-/// | [`touch`](Self::touch) | replace the deadlines without rewriting data or version |
+/// | [`save`](Self::save) | compare-and-set on the version, see [`SaveOutcome`]; never moves the stored idle deadline or `last_seen` earlier |
+/// | [`touch`](Self::touch) | replace the deadlines and move `last_seen` without rewriting data or version |
 /// | [`delete`](Self::delete) | remove; deleting an absent session is not an error |
 /// | [`delete_at_version`](Self::delete_at_version) | remove only at the expected version, see [`DeleteOutcome`] |
 /// | [`list_by_owner`](Self::list_by_owner) | the owner's live sessions, from an index, not a scan |
@@ -99,7 +99,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The stored idle deadline becomes the later of the stored one and
     /// `record`'s (capped at the absolute deadline): a [`touch`](Self::touch)
     /// since the writer loaded moved it without a new version, and a save must
-    /// not undo it.
+    /// not undo it. [`Record::last_seen`] likewise becomes the later of the two.
     fn save(
         &self,
         id: &SessionId,
@@ -107,11 +107,14 @@ pub trait SessionStore: Send + Sync + 'static {
         expected_version: u64,
     ) -> impl Future<Output = Result<SaveOutcome, StoreError>> + Send;
 
-    /// Replaces a live session's deadlines; `false` when there is none to touch.
+    /// Replaces a live session's deadlines and moves its
+    /// [`last_seen`](Record::last_seen) to `seen_at`, unless the stored one is
+    /// later; `false` when there is no live session to touch.
     fn touch(
         &self,
         id: &SessionId,
         deadlines: Deadlines,
+        seen_at: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Removes a session and its owner-index entry. Idempotent.
@@ -183,8 +186,9 @@ impl<S: SessionStore> SessionStore for Arc<S> {
         &self,
         id: &SessionId,
         deadlines: Deadlines,
+        seen_at: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        S::touch(self, id, deadlines)
+        S::touch(self, id, deadlines, seen_at)
     }
 
     fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send {
@@ -241,6 +245,7 @@ trait ErasedStore: Send + Sync + 'static {
         &'a self,
         id: &'a SessionId,
         deadlines: Deadlines,
+        seen_at: Timestamp,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>>;
     fn delete_at_version<'a>(
@@ -294,8 +299,9 @@ impl<S: SessionStore> ErasedStore for S {
         &'a self,
         id: &'a SessionId,
         deadlines: Deadlines,
+        seen_at: Timestamp,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(SessionStore::touch(self, id, deadlines))
+        Box::pin(SessionStore::touch(self, id, deadlines, seen_at))
     }
 
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>> {
@@ -400,8 +406,13 @@ impl SessionStore for AnyStore {
         self.0.save(id, record, expected_version).await
     }
 
-    async fn touch(&self, id: &SessionId, deadlines: Deadlines) -> Result<bool, StoreError> {
-        self.0.touch(id, deadlines).await
+    async fn touch(
+        &self,
+        id: &SessionId,
+        deadlines: Deadlines,
+        seen_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.0.touch(id, deadlines, seen_at).await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
@@ -450,7 +461,12 @@ mod any_store_tests {
         async fn save(&self, _: &SessionId, _: &Record, _: u64) -> Result<SaveOutcome, StoreError> {
             Ok(SaveOutcome::Missing)
         }
-        async fn touch(&self, _: &SessionId, _: Deadlines) -> Result<bool, StoreError> {
+        async fn touch(
+            &self,
+            _: &SessionId,
+            _: Deadlines,
+            _: Timestamp,
+        ) -> Result<bool, StoreError> {
             Ok(false)
         }
         async fn delete(&self, _: &SessionId) -> Result<(), StoreError> {

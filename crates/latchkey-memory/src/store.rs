@@ -357,8 +357,10 @@ impl MemoryStore {
         // A touch since the load moved the idle deadline without a new
         // version; the save must not move it back.
         let idle = current.deadlines.idle.max(record.deadlines.idle);
+        let last_seen = current.last_seen.max(record.last_seen);
         *current = record.clone();
         current.deadlines.idle = idle.min(current.deadlines.absolute);
+        current.last_seen = last_seen;
         current.version = expected + 1;
         self.index_owner(id, old_owner.as_deref(), current.owner.as_deref());
         SaveOutcome::Saved(expected + 1)
@@ -385,11 +387,18 @@ impl MemoryStore {
         }
     }
 
-    fn touch_now(&self, id: &SessionId, deadlines: Deadlines, now: Timestamp) -> bool {
+    fn touch_now(
+        &self,
+        id: &SessionId,
+        deadlines: Deadlines,
+        seen_at: Timestamp,
+        now: Timestamp,
+    ) -> bool {
         let mut shard = lock(self.shard(id));
         match shard.get_mut(id) {
             Some(record) if !record.is_expired_at(now) => {
                 record.deadlines = deadlines;
+                record.last_seen = record.last_seen.max(seen_at);
                 true
             }
             Some(_) => {
@@ -443,8 +452,13 @@ impl SessionStore for MemoryStore {
         Ok(self.save_now(id, record, expected_version, Timestamp::now()))
     }
 
-    async fn touch(&self, id: &SessionId, deadlines: Deadlines) -> Result<bool, StoreError> {
-        Ok(self.touch_now(id, deadlines, Timestamp::now()))
+    async fn touch(
+        &self,
+        id: &SessionId,
+        deadlines: Deadlines,
+        seen_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(self.touch_now(id, deadlines, seen_at, Timestamp::now()))
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {

@@ -76,7 +76,11 @@ async fn main() {
         let (elapsed, outcome) = timed(store.save(id, &record, record.version)).await;
         assert!(matches!(outcome.unwrap(), SaveOutcome::Saved(_)));
         save.push(elapsed);
-        touch.push(timed(store.touch(id, record.deadlines)).await.0);
+        touch.push(
+            timed(store.touch(id, record.deadlines, Timestamp::now()))
+                .await
+                .0,
+        );
     }
     report("create", create);
     report("load", load);

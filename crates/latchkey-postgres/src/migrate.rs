@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_session_idle_timeout.sql",
         sql: include_str!("../migrations/0002_session_idle_timeout.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_session_last_seen.sql",
+        sql: include_str!("../migrations/0003_session_last_seen.sql"),
+    },
 ];
 
 /// The SQL of `migration` for this schema and table.

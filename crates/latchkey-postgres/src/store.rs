@@ -352,16 +352,21 @@ fn idle_timeout_param(record: &Record) -> Option<i64> {
 }
 
 /// Reads a record from the columns `data, version, owner, created_at,
-/// idle_expires_at, absolute_expires_at, idle_timeout_ms` starting at `offset`.
+/// idle_expires_at, absolute_expires_at, idle_timeout_ms, last_seen_at`
+/// starting at `offset`.
 fn decode(row: &Row, offset: usize) -> Result<Record, StoreError> {
     let get_err = StoreError::corrupt;
     let Json(data): Json<SessionData> = row.try_get(offset).map_err(get_err)?;
     let version: i64 = row.try_get(offset + 1).map_err(get_err)?;
+    let created_at = timestamp(row.try_get(offset + 3).map_err(get_err)?);
+    // NULL for a row written before the column existed: as good as created.
+    let last_seen: Option<SystemTime> = row.try_get(offset + 7).map_err(get_err)?;
     Ok(Record {
         data,
         version: u64::try_from(version).map_err(StoreError::corrupt)?,
         owner: row.try_get(offset + 2).map_err(get_err)?,
-        created_at: timestamp(row.try_get(offset + 3).map_err(get_err)?),
+        created_at,
+        last_seen: last_seen.map_or(created_at, timestamp),
         deadlines: Deadlines {
             idle: timestamp(row.try_get(offset + 4).map_err(get_err)?),
             absolute: timestamp(row.try_get(offset + 5).map_err(get_err)?),
@@ -673,10 +678,11 @@ impl SessionStore for PostgresStore {
     async fn create(&self, id: &SessionId, record: &Record) -> Result<(), StoreError> {
         let key = id.as_bytes().as_slice();
         let data = &Json(&record.data);
-        let (created, idle, absolute) = (
+        let (created, idle, absolute, last_seen) = (
             system_time(record.created_at),
             system_time(record.deadlines.idle),
             system_time(record.deadlines.absolute),
+            system_time(record.last_seen),
         );
         let now = system_time(Timestamp::now());
         let owner = record.owner.as_deref();
@@ -700,6 +706,7 @@ impl SessionStore for PostgresStore {
                                 &idle,
                                 &absolute,
                                 &idle_timeout,
+                                &last_seen,
                             ],
                         )
                         .await
@@ -722,6 +729,7 @@ impl SessionStore for PostgresStore {
                                 &absolute,
                                 &now,
                                 &idle_timeout,
+                                &last_seen,
                             ],
                         )
                         .await?;
@@ -755,9 +763,10 @@ impl SessionStore for PostgresStore {
         let data = &Json(&record.data);
         let owner = record.owner.as_deref();
         let idle_timeout = idle_timeout_param(record);
-        let (idle, absolute) = (
+        let (idle, absolute, last_seen) = (
             system_time(record.deadlines.idle),
             system_time(record.deadlines.absolute),
+            system_time(record.last_seen),
         );
         let now = system_time(Timestamp::now());
         self.run_once(|client| async move {
@@ -774,6 +783,7 @@ impl SessionStore for PostgresStore {
                         &absolute,
                         &now,
                         &idle_timeout,
+                        &last_seen,
                     ],
                 )
                 .await?;
@@ -795,15 +805,20 @@ impl SessionStore for PostgresStore {
         .await
     }
 
-    async fn touch(&self, id: &SessionId, deadlines: Deadlines) -> Result<bool, StoreError> {
+    async fn touch(
+        &self,
+        id: &SessionId,
+        deadlines: Deadlines,
+        seen_at: Timestamp,
+    ) -> Result<bool, StoreError> {
         let key = id.as_bytes().as_slice();
         let (idle, absolute) = (system_time(deadlines.idle), system_time(deadlines.absolute));
-        let now = system_time(Timestamp::now());
+        let (now, seen_at) = (system_time(Timestamp::now()), system_time(seen_at));
         let updated = self
             .run(|client| async move {
                 let stmt = client.prepare_cached(&self.shared.sql.touch).await?;
                 Ok(client
-                    .execute(&stmt, &[&key, &idle, &absolute, &now])
+                    .execute(&stmt, &[&key, &idle, &absolute, &now, &seen_at])
                     .await?)
             })
             .await?;

@@ -484,11 +484,12 @@ fn create_over_an_expired_row_that_cleanup_deletes_meanwhile_is_no_collision() {
     });
 }
 
-/// A database migrated before the idle-timeout column existed keeps its
-/// sessions through the next `migrate`: they load as not remembered, and new
+/// A database migrated before the idle-timeout and last-seen columns existed
+/// keeps its sessions through the next `migrate`, which does not rewrite the
+/// table: they load as not remembered and last seen at creation, and new
 /// sessions can be remembered.
 #[test]
-fn sessions_from_before_migration_two_survive_it() {
+fn sessions_from_before_migrations_two_and_three_survive_them() {
     block_on(async {
         let schema = unique_name("upgrade");
         let store = store_in(&schema);
@@ -498,7 +499,8 @@ fn sessions_from_before_migration_two_survive_it() {
         client
             .batch_execute(&format!(
                 "ALTER TABLE \"{schema}\".latchkey_sessions DROP COLUMN idle_timeout_ms; \
-                 DELETE FROM \"{schema}\".latchkey_sessions_migrations WHERE version = 2"
+                 ALTER TABLE \"{schema}\".latchkey_sessions DROP COLUMN last_seen_at; \
+                 DELETE FROM \"{schema}\".latchkey_sessions_migrations WHERE version >= 2"
             ))
             .await
             .unwrap();
@@ -518,9 +520,15 @@ fn sessions_from_before_migration_two_survive_it() {
             .await
             .unwrap();
 
+        let file_node =
+            format!("SELECT pg_relation_filenode('\"{schema}\".latchkey_sessions')::bigint");
+        let before: i64 = client.query_one(&file_node, &[]).await.unwrap().get(0);
         store_in(&schema).migrate().await.unwrap();
+        let after: i64 = client.query_one(&file_node, &[]).await.unwrap().get(0);
+        assert_eq!(before, after, "the table was rewritten");
         let loaded = store.load(&old).await.unwrap().expect("kept");
         assert_eq!(loaded.idle_timeout, None);
+        assert_eq!(loaded.last_seen, loaded.created_at);
         assert_eq!(loaded.data["n"], 1);
         let new = SessionToken::generate().unwrap().id();
         let mut remembered = record(Duration::from_secs(60));

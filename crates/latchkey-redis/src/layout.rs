@@ -7,7 +7,7 @@
 //! `DEL`. The value is
 //!
 //! ```text
-//! 1:<version>:<created>:<idle>:<absolute>:<n>:<len>:<owner>…<idle timeout>:<owner length>:<owner><data>
+//! 1:<version>:<created>:<idle>:<absolute>:<n>:<len>:<owner>…<last seen>:<idle timeout>:<owner length>:<owner><data>
 //! ```
 //!
 //! - `1` names this layout;
@@ -16,6 +16,8 @@
 //!   epoch: creation, the idle deadline and the absolute deadline;
 //! - `<n>` counts the owner indexes known to hold the session, each written as
 //!   `<len>:<owner>` (the owner's length in bytes, then its bytes);
+//! - `<last seen>` is when the session was last used, in milliseconds since
+//!   the epoch (saves and touches keep the later of the stored and the new);
 //! - `<idle timeout>` is the session's own idle timeout in milliseconds, `0`
 //!   when it follows the middleware's;
 //! - `<owner length>` is `-1` for a session without owner, otherwise the length
@@ -41,7 +43,7 @@
 //! record.data.insert("n".into(), 1.into());
 //! let stored = StoredSession { record, indexed_by: vec!["ann".into()] };
 //! let bytes = stored.encode()?;
-//! assert_eq!(bytes, br#"1:1:1000:2000:3000:1:3:ann0:3:ann{"n":1}"#);
+//! assert_eq!(bytes, br#"1:1:1000:2000:3000:1:3:ann1000:0:3:ann{"n":1}"#);
 //! assert_eq!(StoredSession::decode(&bytes)?, stored);
 //! # Ok::<(), latchkey_core::StoreError>(())
 //! ```
@@ -89,6 +91,7 @@ impl StoredSession {
             write_numbers(&mut bytes, &[owner.len() as u64]);
             bytes.extend_from_slice(owner.as_bytes());
         }
+        write_numbers(&mut bytes, &[record.last_seen.as_millis()]);
         bytes.extend_from_slice(&encode_tail(record)?);
         Ok(bytes)
     }
@@ -116,6 +119,7 @@ impl StoredSession {
             let len = reader.number("index owner length")?;
             indexed_by.push(reader.text(len, "index owner")?);
         }
+        let last_seen = Timestamp::from_millis(reader.number("last seen")?);
         let idle_timeout = reader.number("idle timeout")?;
         let owner = match reader.signed("owner length")? {
             -1 => None,
@@ -126,6 +130,7 @@ impl StoredSession {
         record.version = version;
         record.owner = owner;
         record.data = data;
+        record.last_seen = last_seen;
         // Zero means "the middleware's": no session has a zero idle timeout.
         record.idle_timeout = (idle_timeout != 0).then(|| Duration::from_millis(idle_timeout));
         Ok(Self { record, indexed_by })
@@ -134,7 +139,7 @@ impl StoredSession {
 
 /// The part of a value the application writes on every save: idle timeout,
 /// owner and data. The save script puts the header it owns (version,
-/// deadlines, index entries) in front.
+/// deadlines, index entries, last seen) in front.
 pub(crate) fn encode_tail(record: &Record) -> Result<Vec<u8>, StoreError> {
     let mut bytes = Vec::with_capacity(48);
     let idle_timeout = record.idle_timeout.map_or(0, |timeout| {
@@ -231,7 +236,7 @@ mod tests {
         let mut value = stored();
         assert_eq!(
             value.encode().unwrap(),
-            br#"1:3:5:15:25:0:0:-1:{"k":"a:b"}"#
+            br#"1:3:5:15:25:0:5:0:-1:{"k":"a:b"}"#
         );
         assert_eq!(
             StoredSession::decode(&value.encode().unwrap()).unwrap(),
@@ -255,12 +260,14 @@ mod tests {
         for bad in [
             &b""[..],
             b"{}",
-            b"2:1:1:1:1:0:0:-1:{}",
-            b"1:one:1:1:1:0:0:-1:{}",
-            b"1:1:1:1:1:1:9:ann0:-1:{}",
-            b"1:1:1:1:1:0:0:-2:{}",
-            b"1:1:1:1:1:0:0:-1:{broken",
-            b"1:1:1:1:1:0:0:-1:[]",
+            b"2:1:1:1:1:0:1:0:-1:{}",
+            b"1:one:1:1:1:0:1:0:-1:{}",
+            b"1:1:1:1:1:1:9:ann1:0:-1:{}",
+            b"1:1:1:1:1:0:1:0:-2:{}",
+            b"1:1:1:1:1:0:1:0:-1:{broken",
+            b"1:1:1:1:1:0:1:0:-1:[]",
+            b"1:1:1:1:1:0:0:-1:{}",
+            b"1:1:1:1:1:0:x:0:-1:{}",
         ] {
             assert!(
                 matches!(StoredSession::decode(bad), Err(StoreError::Corrupt { .. })),

@@ -19,7 +19,7 @@ use redis::{Cmd, Pipeline, Script, Value};
 /// `idle`, `absolute`), the owners whose indexes hold the session
 /// (`indexed`), the owner (`false` when none), and positions: `index_at`
 /// (start of the index count), `entries_at` (first index entry) and `tail_at`
-/// (start of the idle timeout, owner and data the application writes).
+/// (start of the last seen, idle timeout, owner and data).
 /// `expired(r, now)` is the application clock's view of the deadlines.
 macro_rules! session_script {
     ($body:literal) => {
@@ -39,7 +39,7 @@ local function read(s)
     indexed[#indexed + 1] = string.sub(s, from, from + tonumber(len) - 1)
     at = from + tonumber(len)
   end
-  local owner_len, owner_at = string.match(s, '^%d+:(%-?%d+):()', at)
+  local owner_len, owner_at = string.match(s, '^%d+:%d+:(%-?%d+):()', at)
   if not owner_len then error({err = 'ERR latchkey: session value has no owner field'}) end
   local owner = false
   if owner_len ~= '-1' then
@@ -67,8 +67,9 @@ end
 
 /// Compare-and-set. KEYS[1] session; ARGV expected version, idle, absolute,
 /// now, has_owner, owner, tail (idle timeout, owner and data as the layout
-/// writes them). The idle deadline never moves earlier (a touch since the load
-/// moved it later without a new version), nor past the absolute one. Returns
+/// writes them), last seen. The idle deadline and last seen never move earlier
+/// (a touch since the load moved them later without a new version), nor the
+/// idle deadline past the absolute one. Returns
 /// `{new version, 1 if the owner's index is known to hold the session and to
 /// live as long as it (or there is no owner), else 0}`, -1 when missing
 /// (absent, or expired by the application's clock), -2 on conflict. A later
@@ -95,15 +96,19 @@ for _ = 1, tonumber(count) do
   if string.sub(s, from, from + tonumber(len) - 1) == ARGV[6] then holds = true end
   tail_at = from + tonumber(len)
 end
+local seen = string.match(s, '^(%d+):', tail_at)
+if not seen then return redis.error_reply('ERR latchkey: session value has no last-seen field') end
+if tonumber(seen) < tonumber(ARGV[8]) then seen = ARGV[8] end
 local next_version = string.format('%d', tonumber(version) + 1)
 redis.call('SET', KEYS[1], '1:' .. next_version .. ':' .. created .. ':' .. next_idle .. ':' .. ARGV[3] .. ':'
-  .. string.sub(s, at - #count - 1, tail_at - 1) .. ARGV[7], 'PXAT', next_idle)
+  .. string.sub(s, at - #count - 1, tail_at - 1) .. seen .. ':' .. ARGV[7], 'PXAT', next_idle)
 local indexed = ARGV[5] ~= '1' or (holds and new_absolute <= stored_absolute)
 return {tonumber(next_version), indexed and 1 or 0}
 ";
 
-/// Moves the deadlines of a live session. KEYS[1] session; ARGV idle, absolute,
-/// expire_at, now. Returns `{1 if it has an owner else 0, owner or '', 1 if
+/// Moves the deadlines of a live session, and its last seen unless the stored
+/// one is later. KEYS[1] session; ARGV idle, absolute, expire_at, now, seen
+/// at. Returns `{1 if it has an owner else 0, owner or '', 1 if
 /// that owner's index is known to hold the session and to live as long as it
 /// (or there is no owner), else 0}` when touched, 0 when missing (absent, or
 /// expired by the application's clock).
@@ -123,8 +128,9 @@ for _ = 1, tonumber(count) do
   entries[string.sub(s, from, from + tonumber(len) - 1)] = true
   tail_at = from + tonumber(len)
 end
-local owner_len, owner_at = string.match(s, '^%d+:(%-?%d+):()', tail_at)
-if not owner_len then return redis.error_reply('ERR latchkey: session value has no owner field') end
+local seen, rest_at, owner_len, owner_at = string.match(s, '^(%d+):()%d+:(%-?%d+):()', tail_at)
+if not seen then return redis.error_reply('ERR latchkey: session value has no owner field') end
+if tonumber(seen) < tonumber(ARGV[5]) then seen = ARGV[5] end
 local owner = false
 if owner_len ~= '-1' then
   if string.sub(owner_len, 1, 1) == '-' or owner_at + tonumber(owner_len) - 1 > #s then
@@ -133,7 +139,7 @@ if owner_len ~= '-1' then
   owner = string.sub(s, owner_at, owner_at + tonumber(owner_len) - 1)
 end
 redis.call('SET', KEYS[1], '1:' .. version .. ':' .. created .. ':' .. ARGV[1] .. ':' .. ARGV[2] .. ':'
-  .. string.sub(s, at - #count - 1), 'PXAT', ARGV[3])
+  .. string.sub(s, at - #count - 1, tail_at - 1) .. seen .. ':' .. string.sub(s, rest_at), 'PXAT', ARGV[3])
 local indexed = not owner or (entries[owner] and tonumber(ARGV[2]) <= stored_absolute)
 return {owner and 1 or 0, owner or '', indexed and 1 or 0}
 ";

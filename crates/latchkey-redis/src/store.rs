@@ -731,7 +731,8 @@ where
             Some(owner) => session.arg("1").arg(owner),
             None => session.arg("0").arg(""),
         }
-        .arg_bytes(encode_tail(record)?);
+        .arg_bytes(encode_tail(record)?)
+        .arg(record.last_seen.as_millis());
         match reply(self.eval(vec![session]).await?.into_iter().next())? {
             Reply::Status(-1) => Ok(SaveOutcome::Missing),
             Reply::Status(-2) => Ok(SaveOutcome::Conflict),
@@ -754,7 +755,12 @@ where
         }
     }
 
-    async fn touch(&self, id: &SessionId, deadlines: Deadlines) -> Result<bool, StoreError> {
+    async fn touch(
+        &self,
+        id: &SessionId,
+        deadlines: Deadlines,
+        seen_at: Timestamp,
+    ) -> Result<bool, StoreError> {
         let call = Call::new(
             &self.shared.scripts.touch,
             self.session_key(id).into_bytes(),
@@ -762,7 +768,8 @@ where
         .arg(deadlines.idle.as_millis())
         .arg(deadlines.absolute.as_millis())
         .arg(deadlines.expires_at().as_millis())
-        .arg(Timestamp::now().as_millis());
+        .arg(Timestamp::now().as_millis())
+        .arg(seen_at.as_millis());
         match reply(self.eval(vec![call]).await?.into_iter().next())? {
             Reply::Status(_) => Ok(false),
             Reply::List(values) => {

@@ -160,7 +160,10 @@ fn a_corrupt_value_is_an_error_not_a_panic() {
         let id = SessionToken::generate().unwrap().id();
         let mut conn = raw().await;
         let key = store.session_key(&id);
-        let _: () = conn.set(&key, r#"1:1:1:2:3:0:0:-1:{broken"#).await.unwrap();
+        let _: () = conn
+            .set(&key, r#"1:1:1:2:3:0:1:0:-1:{broken"#)
+            .await
+            .unwrap();
         let _: () = conn.pexpire(&key, 60_000).await.unwrap();
         assert!(matches!(
             store.load(&id).await,
@@ -198,7 +201,7 @@ fn operations_fail_fast_during_an_outage_and_recover_after_it() {
                 ),
                 (
                     "touch",
-                    timed(store.touch(&id, rec.deadlines))
+                    timed(store.touch(&id, rec.deadlines, Timestamp::now()))
                         .await
                         .map(|r| r.map(drop)),
                 ),
@@ -323,7 +326,12 @@ fn writes_see_a_session_expired_by_the_application_clock_as_missing() {
             store.save(&id, &rec, 1).await.unwrap(),
             SaveOutcome::Missing
         );
-        assert!(!store.touch(&id, rec.deadlines).await.unwrap());
+        assert!(
+            !store
+                .touch(&id, rec.deadlines, Timestamp::now())
+                .await
+                .unwrap()
+        );
         assert_eq!(
             store.delete_at_version(&id, 1).await.unwrap(),
             latchkey_core::DeleteOutcome::Missing
@@ -447,7 +455,12 @@ fn the_owner_index_follows_writes_and_is_pruned_only_of_absent_sessions() {
             stored.indexed_by.retain(|o| o != "bob")
         })
         .await;
-        assert!(store.touch(&id, to_bob.deadlines).await.unwrap());
+        assert!(
+            store
+                .touch(&id, to_bob.deadlines, Timestamp::now())
+                .await
+                .unwrap()
+        );
         assert!(indexed(&mut conn, &bob, &id).await, "touch re-adds");
 
         // A delete removes it; a listing prunes entries of sessions that are gone.
@@ -528,7 +541,12 @@ fn owners_made_of_separators_and_digits_survive_every_script() {
                 store.save(&id, &rec, 1).await.unwrap(),
                 SaveOutcome::Saved(2)
             );
-            assert!(store.touch(&id, rec.deadlines).await.unwrap());
+            assert!(
+                store
+                    .touch(&id, rec.deadlines, Timestamp::now())
+                    .await
+                    .unwrap()
+            );
             let loaded = store.load(&id).await.unwrap().unwrap();
             assert_eq!(loaded.owner.as_deref(), Some(owner));
             assert_eq!(loaded.data, rec.data);
@@ -563,7 +581,13 @@ fn a_value_in_another_layout_fails_writes_and_is_kept() {
         ));
         for (name, result) in [
             ("save", store.save(&id, &rec, 1).await.map(drop)),
-            ("touch", store.touch(&id, rec.deadlines).await.map(drop)),
+            (
+                "touch",
+                store
+                    .touch(&id, rec.deadlines, Timestamp::now())
+                    .await
+                    .map(drop),
+            ),
             ("delete", store.delete(&id).await),
         ] {
             let err = result.expect_err(name);
@@ -622,7 +646,7 @@ fn the_owner_index_outlives_a_session_whose_absolute_deadline_moved_later() {
             idle: rec.deadlines.idle,
             absolute: rec.deadlines.absolute + Duration::from_secs(600),
         };
-        assert!(store.touch(&id, later).await.unwrap());
+        assert!(store.touch(&id, later, Timestamp::now()).await.unwrap());
         let after_touch: i64 = conn.pttl(&index).await.unwrap();
         assert!(after_touch > 1_200_000, "the touch moved it: {after_touch}");
     });
@@ -645,7 +669,12 @@ fn a_touch_repairs_the_index_of_an_empty_owner() {
         let key = store.session_key(&id);
         let _: () = conn.srem(&index, id.to_hex()).await.unwrap();
         rewrite(&mut conn, &key, |stored| stored.indexed_by.clear()).await;
-        assert!(store.touch(&id, rec.deadlines).await.unwrap());
+        assert!(
+            store
+                .touch(&id, rec.deadlines, Timestamp::now())
+                .await
+                .unwrap()
+        );
         assert!(indexed(&mut conn, &index, &id).await, "touch re-adds");
         assert_eq!(store.list_by_owner("").await.unwrap().len(), 1);
     });

@@ -168,7 +168,11 @@ pub async fn idle_deadline_expires_session<S: SessionStore>(store: S) {
         "still gone after the save attempt"
     );
     let touched = store
-        .touch(&id, Deadlines::starting_at(Timestamp::now(), LONG, LONG))
+        .touch(
+            &id,
+            Deadlines::starting_at(Timestamp::now(), LONG, LONG),
+            Timestamp::now(),
+        )
         .await
         .expect("touch");
     assert!(!touched, "touching an expired session does not revive it");
@@ -220,7 +224,10 @@ pub async fn touch_extends_without_rewriting<S: SessionStore>(store: S) {
     let id = create(&store, &record).await;
     let extended = Deadlines::starting_at(Timestamp::now(), LONG, LONG);
     assert!(
-        store.touch(&id, extended).await.expect("touch"),
+        store
+            .touch(&id, extended, record.last_seen)
+            .await
+            .expect("touch"),
         "touching a live session succeeds"
     );
     tokio::time::sleep(PAST_SHORT).await;
@@ -231,8 +238,83 @@ pub async fn touch_extends_without_rewriting<S: SessionStore>(store: S) {
     assert_eq!(loaded.data["kept"], json!("yes"));
     assert_eq!(loaded.version, 1, "touch does not bump the version");
     assert!(
-        !store.touch(&new_id(), extended).await.expect("touch"),
+        !store
+            .touch(&new_id(), extended, Timestamp::now())
+            .await
+            .expect("touch"),
         "touching an unknown id reports false"
+    );
+}
+
+/// `last_seen` is kept as `create` writes it and moved by `touch` and `save`,
+/// never back: a writer that loaded before a touch must not undo it, and two
+/// touches racing each other leave the later visit.
+pub async fn last_seen_moves_forward_only<S: SessionStore>(store: S) {
+    let record = record_with(LONG, 2 * LONG);
+    let created = record.last_seen;
+    let id = create(&store, &record).await;
+    assert_eq!(load(&store, &id).await.expect("created").last_seen, created);
+    let later = created + Duration::from_secs(30);
+    assert!(
+        store
+            .touch(&id, record.deadlines, later)
+            .await
+            .expect("touch")
+    );
+    assert_eq!(
+        load(&store, &id).await.expect("live").last_seen,
+        later,
+        "a touch moves it"
+    );
+    assert!(
+        store
+            .touch(&id, record.deadlines, created)
+            .await
+            .expect("touch")
+    );
+    assert_eq!(
+        load(&store, &id).await.expect("live").last_seen,
+        later,
+        "an older touch leaves the later visit"
+    );
+    let mut stale = record.clone();
+    stale.data.insert("written".into(), json!(true));
+    assert_eq!(save(&store, &id, &stale, 1).await, SaveOutcome::Saved(2));
+    let loaded = load(&store, &id).await.expect("live");
+    assert_eq!(loaded.data["written"], json!(true), "the save landed");
+    assert_eq!(
+        loaded.last_seen, later,
+        "a stale save leaves the later visit"
+    );
+    let mut newer = loaded.clone();
+    newer.last_seen = later + Duration::from_secs(30);
+    assert_eq!(save(&store, &id, &newer, 2).await, SaveOutcome::Saved(3));
+    assert_eq!(
+        load(&store, &id).await.expect("live").last_seen,
+        newer.last_seen,
+        "a save moves it"
+    );
+    let owned = {
+        let mut owned = record_with(LONG, 2 * LONG);
+        owned.owner = Some(format!("seen-{}", new_id()));
+        owned
+    };
+    let owned_id = create(&store, &owned).await;
+    let seen = owned.last_seen + Duration::from_secs(5);
+    assert!(
+        store
+            .touch(&owned_id, owned.deadlines, seen)
+            .await
+            .expect("touch")
+    );
+    let listed = store
+        .list_by_owner(owned.owner.as_deref().unwrap_or_default())
+        .await
+        .expect("list");
+    assert_eq!(
+        listed.iter().map(|(_, r)| r.last_seen).collect::<Vec<_>>(),
+        vec![seen],
+        "listing returns it"
     );
 }
 
@@ -246,7 +328,13 @@ pub async fn save_never_moves_the_idle_deadline_earlier<S: SessionStore>(store: 
         idle: record.deadlines.idle + Duration::from_secs(60),
         absolute: record.deadlines.absolute,
     };
-    assert!(store.touch(&id, later).await.expect("touch"), "touched");
+    assert!(
+        store
+            .touch(&id, later, record.last_seen)
+            .await
+            .expect("touch"),
+        "touched"
+    );
     let mut stale = record.clone();
     stale.data.insert("written".into(), json!(true));
     assert_eq!(save(&store, &id, &stale, 1).await, SaveOutcome::Saved(2));
@@ -290,7 +378,10 @@ pub async fn the_session_idle_timeout_is_kept<S: SessionStore>(store: S) {
     let loaded = load(&store, &id).await.expect("created");
     assert_eq!(loaded.idle_timeout, Some(remembered), "create keeps it");
     assert!(
-        store.touch(&id, loaded.deadlines).await.expect("touch"),
+        store
+            .touch(&id, loaded.deadlines, loaded.last_seen)
+            .await
+            .expect("touch"),
         "touched"
     );
     let loaded = load(&store, &id).await.expect("still there");

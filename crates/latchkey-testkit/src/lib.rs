@@ -62,6 +62,7 @@ macro_rules! conformance_tests {
             absolute_deadline_expires_session,
             expired_session_id_can_be_created_again,
             touch_extends_without_rewriting,
+            last_seen_moves_forward_only,
             save_never_moves_the_idle_deadline_earlier,
             the_session_idle_timeout_is_kept,
             save_is_compare_and_set,

@@ -51,6 +51,7 @@ where
     cases::absolute_deadline_expires_session(factory().await).await;
     cases::expired_session_id_can_be_created_again(factory().await).await;
     cases::touch_extends_without_rewriting(factory().await).await;
+    cases::last_seen_moves_forward_only(factory().await).await;
     cases::save_never_moves_the_idle_deadline_earlier(factory().await).await;
     cases::the_session_idle_timeout_is_kept(factory().await).await;
     cases::save_is_compare_and_set(factory().await).await;

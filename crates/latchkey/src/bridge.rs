@@ -240,8 +240,9 @@ impl ActixStore for ActixSessionStore {
         ttl: &CookieDuration,
     ) -> Result<(), anyhow::Error> {
         if let Some(token) = token_of(session_key) {
+            let now = Timestamp::now();
             self.store
-                .touch(&token.id(), ttl_deadlines(Timestamp::now(), ttl))
+                .touch(&token.id(), ttl_deadlines(now, ttl), now)
                 .await
                 .map_err(other)?;
         }

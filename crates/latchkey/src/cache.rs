@@ -313,11 +313,16 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         outcome
     }
 
-    async fn touch(&self, id: &SessionId, deadlines: Deadlines) -> Result<bool, StoreError> {
+    async fn touch(
+        &self,
+        id: &SessionId,
+        deadlines: Deadlines,
+        seen_at: Timestamp,
+    ) -> Result<bool, StoreError> {
         // Deadlines are not versioned: drop the copy rather than guess which
         // touch came last.
         self.invalidate(id);
-        let touched = self.inner.touch(id, deadlines).await;
+        let touched = self.inner.touch(id, deadlines, seen_at).await;
         self.invalidate(id);
         touched
     }

@@ -115,11 +115,15 @@ fn untouched(cookie: IncomingCookie) -> CookieAction {
 async fn unchanged(loaded: Loaded, config: &Config, now: Timestamp) -> Result<CookieAction, Error> {
     let deadlines = loaded.base.deadlines;
     let idle_timeout = idle_timeout_of(&loaded.base, config);
-    if !touch_due(&deadlines, idle_timeout, config, now) {
+    if !touch_due(&loaded.base, idle_timeout, config, now) {
         return Ok(refreshed(loaded, deadlines, config));
     }
     let extended = deadlines.extended(now, idle_timeout);
-    if !config.store.touch(&loaded.token.id(), extended).await? {
+    if !config
+        .store
+        .touch(&loaded.token.id(), extended, now)
+        .await?
+    {
         tracing::debug!(session = %loaded.token.id(), "session gone before its idle deadline moved");
         return Ok(CookieAction::Keep);
     }
@@ -278,12 +282,11 @@ async fn save_group(
             // Every change was refused or given up on: nothing to write.
             return Ok(None);
         }
-        record.deadlines = saved_deadlines(
-            record.deadlines,
-            idle_timeout_of(record, config),
-            config,
-            now,
-        );
+        let idle_timeout = idle_timeout_of(record, config);
+        record.deadlines = saved_deadlines(record.deadlines, idle_timeout, config, now);
+        if seen_due(record, idle_timeout, config, now) {
+            record.last_seen = now;
+        }
         match config.store.save(&id, record, record.version).await? {
             SaveOutcome::Saved(version) => {
                 record.version = version;
@@ -370,6 +373,8 @@ async fn renewed(
     let mut pending = Pending::new(&loaded, change, &turn, config)?;
     let successor = |pending: &Pending| {
         let mut record = pending.record.clone();
+        // A new session id is a write of its own: it records the visit.
+        record.last_seen = now;
         if new_lifetime {
             // A login starts over: remembered only if this request asks.
             record.created_at = now;
@@ -622,16 +627,20 @@ pub(crate) fn persistent_cookie(record: &Record, config: &Config) -> bool {
     config.cookie_lifetime == CookieLifetime::Persistent || record.idle_timeout.is_some()
 }
 
-/// Whether a request that changed nothing should move the idle deadline: under
-/// [`IdleExtension::OnEveryRequest`], when [`extension_due`].
-fn touch_due(
-    deadlines: &Deadlines,
-    idle_timeout: Duration,
-    config: &Config,
-    now: Timestamp,
-) -> bool {
+/// Whether a request that changed nothing should touch the session: under
+/// [`IdleExtension::OnEveryRequest`], when the idle deadline is
+/// [due](extension_due) to move or the last visit recorded is
+/// [stale](seen_due).
+fn touch_due(record: &Record, idle_timeout: Duration, config: &Config, now: Timestamp) -> bool {
     config.idle_extension == IdleExtension::OnEveryRequest
-        && extension_due(deadlines, idle_timeout, config, now).is_some()
+        && (extension_due(&record.deadlines, idle_timeout, config, now).is_some()
+            || seen_due(record, idle_timeout, config, now))
+}
+
+/// Whether [`Record::last_seen`] is an extension interval or more behind
+/// `now`, so that the write that moves it comes at most once per interval.
+fn seen_due(record: &Record, idle_timeout: Duration, config: &Config, now: Timestamp) -> bool {
+    now.saturating_since(record.last_seen) >= config.extension_interval_for(idle_timeout)
 }
 
 /// The extended deadlines, once extending would move the idle deadline by the
@@ -749,42 +758,60 @@ mod tests {
         }
     }
 
+    /// A record last seen at `seen` with these deadlines.
+    fn seen_at(seen: u64, idle: u64, absolute: u64) -> Record {
+        let at = Timestamp::from_millis;
+        let mut record = Record::new(
+            at(0),
+            Deadlines {
+                idle: at(idle),
+                absolute: at(absolute),
+            },
+        );
+        record.last_seen = at(seen);
+        record
+    }
+
     #[test]
     fn reads_extend_once_per_interval_and_up_to_the_absolute_deadline() {
         let config = config(Duration::from_secs(100), Duration::from_secs(10));
         let at = Timestamp::from_millis;
-        let deadlines = Deadlines {
-            idle: at(100_000),
-            absolute: at(1_000_000),
-        };
+        let fresh = seen_at(0, 100_000, 1_000_000);
         assert!(
-            !touch_due(&deadlines, config.idle_timeout, &config, at(5_000)),
+            !touch_due(&fresh, config.idle_timeout, &config, at(5_000)),
             "moved 5 s only"
         );
         assert!(
-            touch_due(&deadlines, config.idle_timeout, &config, at(10_000)),
+            touch_due(&fresh, config.idle_timeout, &config, at(10_000)),
             "moved by the interval"
         );
         // 3 s before the absolute deadline the extension is capped: it moves the
         // idle deadline by less than the interval, and is due all the same.
-        let near_end = Deadlines {
-            idle: at(997_000),
-            absolute: at(1_000_000),
-        };
+        let near_end = seen_at(947_000, 997_000, 1_000_000);
         assert!(touch_due(
             &near_end,
             config.idle_timeout,
             &config,
             at(950_000)
         ));
-        let at_end = Deadlines {
-            idle: at(1_000_000),
-            absolute: at(1_000_000),
-        };
+        let at_end = seen_at(945_000, 1_000_000, 1_000_000);
         assert!(
             !touch_due(&at_end, config.idle_timeout, &config, at(950_000)),
-            "nothing left to move"
+            "nothing left to move, last seen 5 s ago"
         );
+        assert!(
+            touch_due(&at_end, config.idle_timeout, &config, at(955_000)),
+            "nothing left to move, but last seen an interval ago"
+        );
+    }
+
+    #[test]
+    fn saves_record_the_visit_once_per_interval() {
+        let config = config(Duration::from_secs(100), Duration::from_secs(10));
+        let at = Timestamp::from_millis;
+        let record = seen_at(1_000, 101_000, 1_000_000);
+        assert!(!seen_due(&record, config.idle_timeout, &config, at(10_999)));
+        assert!(seen_due(&record, config.idle_timeout, &config, at(11_000)));
     }
 
     #[test]

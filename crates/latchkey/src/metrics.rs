@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use latchkey_core::{
     AnyStore, Deadlines, DeleteOutcome, Record, SaveOutcome, SessionId, SessionStore, StoreError,
+    Timestamp,
 };
 use tracing::Instrument as _;
 use tracing::field::Empty;
@@ -378,11 +379,16 @@ impl SessionStore for ObservedStore {
         .await
     }
 
-    async fn touch(&self, id: &SessionId, deadlines: Deadlines) -> Result<bool, StoreError> {
+    async fn touch(
+        &self,
+        id: &SessionId,
+        deadlines: Deadlines,
+        seen_at: Timestamp,
+    ) -> Result<bool, StoreError> {
         self.observe(
             "touch",
             &self.metrics.touches,
-            self.inner.touch(id, deadlines),
+            self.inner.touch(id, deadlines, seen_at),
             |t| {
                 if *t { "touched" } else { "absent" }
             },

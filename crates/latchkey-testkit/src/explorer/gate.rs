@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use latchkey_core::{
-    Deadlines, DeleteOutcome, Record, SaveOutcome, SessionId, SessionStore, StoreError,
+    Deadlines, DeleteOutcome, Record, SaveOutcome, SessionId, SessionStore, StoreError, Timestamp,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -158,10 +158,15 @@ impl<S: SessionStore> SessionStore for GatedStore<S> {
         .await
     }
 
-    async fn touch(&self, id: &SessionId, deadlines: Deadlines) -> Result<bool, StoreError> {
+    async fn touch(
+        &self,
+        id: &SessionId,
+        deadlines: Deadlines,
+        seen_at: Timestamp,
+    ) -> Result<bool, StoreError> {
         let id = *id;
         self.gated(
-            self.inner.touch(&id, deadlines),
+            self.inner.touch(&id, deadlines, seen_at),
             |t| Call::Touch(id, *t),
             "touch",
         )

@@ -543,7 +543,10 @@ where
                         idle: Timestamp::now(),
                         absolute: initial.record.deadlines.absolute,
                     };
-                    gated.touch(&initial.id, expired).await.map(drop)
+                    gated
+                        .touch(&initial.id, expired, initial.record.last_seen)
+                        .await
+                        .map(drop)
                 }
             };
             gated.hub.finished(actor);
