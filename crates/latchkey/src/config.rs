@@ -7,7 +7,9 @@ use actix_web::cookie::{Key, SameSite};
 use actix_web::http::StatusCode;
 use latchkey_core::{AnyStore, SessionStore};
 
+use crate::audit::{Audit, AuditSink};
 use crate::cookie::{CookieCodec, CookieKeys};
+use crate::device::DeviceMetadata;
 use crate::metrics::{ObservedStore, SessionMetrics};
 use crate::middleware::SessionMiddleware;
 use crate::write_gate::WriteGate;
@@ -108,6 +110,8 @@ pub(crate) struct Config {
     pub(crate) max_session_bytes: usize,
     pub(crate) max_keys: usize,
     pub(crate) load_before_routing: bool,
+    pub(crate) device_metadata: DeviceMetadata,
+    pub(crate) audit: Audit,
     pub(crate) runtime: Arc<Runtime>,
 }
 
@@ -178,6 +182,8 @@ pub struct SessionMiddlewareBuilder {
     max_session_bytes: usize,
     max_keys: usize,
     load_before_routing: bool,
+    device_metadata: DeviceMetadata,
+    audit: Audit,
 }
 
 /// A configuration the builder refuses, with what to fix.
@@ -265,6 +271,8 @@ impl SessionMiddlewareBuilder {
             max_session_bytes: 64 * 1024,
             max_keys: 256,
             load_before_routing: false,
+            device_metadata: DeviceMetadata::default(),
+            audit: Audit::default(),
         }
     }
 
@@ -717,6 +725,55 @@ impl SessionMiddlewareBuilder {
         self
     }
 
+    /// What new sessions record about their device (user agent, client
+    /// address), shown by [`Session::devices`](crate::Session::devices) and
+    /// returned with every record by
+    /// [`list_by_owner`](latchkey_core::SessionStore::list_by_owner).
+    ///
+    /// Default: [`DeviceMetadata::default`], the first 256 bytes of the user
+    /// agent and no address. The description is written with the session's
+    /// first store write and again at each [`login`](crate::Session::login),
+    /// never by a request that only reads.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{ClientIp, DeviceMetadata, SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .device_metadata(DeviceMetadata::default().client_ip(ClientIp::Truncated))
+    ///     .build()?;
+    /// # drop(sessions);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
+    pub fn device_metadata(mut self, metadata: DeviceMetadata) -> Self {
+        self.device_metadata = metadata;
+        self
+    }
+
+    /// Sends every [`AuditEvent`](crate::AuditEvent) (logins, logouts,
+    /// revocations, failed verifications…) to `sink` as well as to `tracing`.
+    ///
+    /// Default: `tracing` only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::cookie::Key;
+    /// use latchkey::{AuditEvent, SessionMiddleware, memory::MemoryStore};
+    ///
+    /// let sessions = SessionMiddleware::builder(MemoryStore::new(), Key::generate())
+    ///     .audit(|event: &AuditEvent| println!("{} {:?}", event.kind.as_str(), event.owner))
+    ///     .build()?;
+    /// # drop(sessions);
+    /// # Ok::<(), latchkey::ConfigError>(())
+    /// ```
+    pub fn audit(mut self, sink: impl AuditSink) -> Self {
+        self.audit = Audit::new(Some(Arc::new(sink)));
+        self
+    }
+
     /// Checks the configuration and builds the middleware.
     ///
     /// # Errors
@@ -814,6 +871,8 @@ impl SessionMiddlewareBuilder {
             max_session_bytes: self.max_session_bytes,
             max_keys: self.max_keys,
             load_before_routing: self.load_before_routing,
+            device_metadata: self.device_metadata,
+            audit: self.audit,
             runtime,
         }))
     }

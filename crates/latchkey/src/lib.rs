@@ -101,6 +101,7 @@
 //! - Idle timeout and absolute lifetime are enforced by the server, not the cookie.
 //! - [`Session::renew`] on login defeats fixation; [`Session::purge`] logs out for real.
 
+mod audit;
 mod authenticated;
 #[cfg(feature = "actix-session")]
 pub mod bridge;
@@ -109,6 +110,8 @@ pub mod cache;
 mod config;
 mod cookie;
 mod csrf;
+mod device;
+mod devices;
 mod error;
 mod flash;
 mod lifecycle;
@@ -123,11 +126,14 @@ mod store_url;
 pub mod testing;
 mod write_gate;
 
+pub use self::audit::{AuditEvent, AuditKind, AuditSink};
 pub use self::authenticated::{Authenticated, AuthenticatedConfig, NotAuthenticated};
 pub use self::config::{
     ConfigError, CookieContentSecurity, CookieLifetime, IdleExtension, SessionMiddlewareBuilder,
 };
 pub use self::csrf::{CSRF_HEADER, CsrfRejected, CsrfVerified};
+pub use self::device::{ClientIp, Device, DeviceMetadata};
+pub use self::devices::DeviceSession;
 pub use self::error::Error;
 pub use self::flash::{Flash, FlashLevel};
 pub use self::metrics::{MetricsSnapshot, SessionMetrics};

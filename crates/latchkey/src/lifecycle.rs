@@ -24,12 +24,14 @@ use latchkey_core::{
     StoreError, Timestamp,
 };
 
+use crate::audit::{AuditEvent, AuditKind};
 use crate::config::{Config, CookieLifetime, IdleExtension};
 use crate::cookie::Incoming;
+use crate::device::{DEVICE_KEY, Device};
 use crate::error::Error;
 use crate::metrics::ObservedStore;
 use crate::ops::replay;
-use crate::session::{Change, IncomingCookie, Loaded, Outcome, State, check_limits};
+use crate::session::{Change, Ended, IncomingCookie, Loaded, Outcome, State, check_limits};
 use crate::write_gate::{Deposit, GroupAnswer, Joined, Turn};
 use tokio::sync::oneshot;
 
@@ -54,12 +56,29 @@ pub(crate) enum CookieAction {
 }
 
 /// Reads the session the cookie names, within the session deadline.
-pub(crate) async fn load(incoming: Incoming, config: &Config) -> Result<State, Error> {
+pub(crate) async fn load(
+    incoming: Incoming,
+    device: Option<Device>,
+    config: &Config,
+) -> Result<State, Error> {
+    let mut state = read(incoming, device.as_ref(), config).await?;
+    state.device = device;
+    Ok(state)
+}
+
+async fn read(
+    incoming: Incoming,
+    device: Option<&Device>,
+    config: &Config,
+) -> Result<State, Error> {
     let (token, stale_key) = match incoming {
         Incoming::Absent => return Ok(State::fresh(IncomingCookie::Absent)),
         Incoming::Invalid => {
             config.store.metrics().cookie_rejected();
             tracing::info!("session cookie failed verification; starting a new session");
+            config
+                .audit
+                .emit(AuditEvent::new(AuditKind::VerificationFailed).device(device));
             return Ok(State::fresh(IncomingCookie::Rejected));
         }
         Incoming::Token { token, stale_key } => (token, stale_key),
@@ -73,6 +92,11 @@ pub(crate) async fn load(incoming: Incoming, config: &Config) -> Result<State, E
         }
         _ => {
             config.store.metrics().session_not_found();
+            config.audit.emit(
+                AuditEvent::new(AuditKind::SessionGone)
+                    .session(token.id())
+                    .device(device),
+            );
             State::fresh(IncomingCookie::Valid)
         }
     };
@@ -345,7 +369,16 @@ async fn created(change: Change, config: &Config, now: Timestamp) -> Result<Cook
     record.data = change.data;
     record.owner = change.owner;
     record.idle_timeout = change.remember;
+    describe_device(&mut record, change.device.as_ref());
     let token = create(&config.store, &record).await?;
+    if change.logged_in {
+        config.audit.emit(
+            AuditEvent::new(AuditKind::Login)
+                .owner(record.owner.as_deref())
+                .session(token.id())
+                .device(change.device.as_ref()),
+        );
+    }
     Ok(CookieAction::Set {
         token,
         deadlines: record.deadlines,
@@ -370,13 +403,16 @@ async fn renewed(
     let old = loaded.token.id();
     let mut turn = config.runtime.write_gate.enter(old).await;
     let remember = change.remember;
+    let device = change.device.clone();
     let mut pending = Pending::new(&loaded, change, &turn, config)?;
     let successor = |pending: &Pending| {
         let mut record = pending.record.clone();
         // A new session id is a write of its own: it records the visit.
         record.last_seen = now;
         if new_lifetime {
-            // A login starts over: remembered only if this request asks.
+            // A login starts over: remembered only if this request asks, on
+            // the device it comes from.
+            describe_device(&mut record, device.as_ref());
             record.created_at = now;
             record.idle_timeout = remember;
             record.deadlines =
@@ -415,6 +451,14 @@ async fn renewed(
             turn.retired();
             store.metrics().session_destroyed();
             tracing::debug!(from = %old, to = %new, "session renewed");
+            if new_lifetime {
+                config.audit.emit(
+                    AuditEvent::new(AuditKind::Login)
+                        .owner(pending.record.owner.as_deref())
+                        .session(new)
+                        .device(device.as_ref()),
+                );
+            }
             Ok(CookieAction::Set {
                 token,
                 deadlines,
@@ -509,15 +553,22 @@ impl Drop for Orphan {
 }
 
 async fn purged(
-    ended: Option<SessionToken>,
+    ended: Option<Ended>,
     refill: Option<Change>,
     config: &Config,
     now: Timestamp,
 ) -> Result<CookieAction, Error> {
     if let Some(ended) = ended {
-        config.store.delete(&ended.id()).await?;
+        let id = ended.token.id();
+        config.store.delete(&id).await?;
         config.store.metrics().session_destroyed();
-        tracing::debug!(session = %ended.id(), "session purged");
+        tracing::debug!(session = %id, "session purged");
+        config.audit.emit(
+            AuditEvent::new(AuditKind::Logout)
+                .owner(ended.owner.as_deref())
+                .session(id)
+                .device(ended.device.as_ref()),
+        );
     }
     match refill {
         Some(change) => created(change, config, now).await,
@@ -604,6 +655,13 @@ impl Pending {
 fn refreshed(loaded: Loaded, deadlines: Deadlines, config: &Config) -> CookieAction {
     let persistent = persistent_cookie(&loaded.base, config);
     let persistent_moved = deadlines != loaded.base.deadlines && persistent;
+    if loaded.stale_key {
+        config.audit.emit(
+            AuditEvent::new(AuditKind::CookieResigned)
+                .owner(loaded.base.owner.as_deref())
+                .session(loaded.token.id()),
+        );
+    }
     if loaded.stale_key || persistent_moved {
         CookieAction::Set {
             token: loaded.token,
@@ -612,6 +670,13 @@ fn refreshed(loaded: Loaded, deadlines: Deadlines, config: &Config) -> CookieAct
         }
     } else {
         CookieAction::Keep
+    }
+}
+
+/// Records the request's device in a session stored anew.
+fn describe_device(record: &mut Record, device: Option<&Device>) {
+    if let Some(value) = device.and_then(Device::to_value) {
+        record.data.insert(DEVICE_KEY.to_owned(), value);
     }
 }
 

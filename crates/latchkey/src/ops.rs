@@ -107,7 +107,8 @@ impl Op {
                 Some(next)
             }
             Op::Clear => {
-                data.clear();
+                // The device description is the session's, not a value.
+                data.retain(|key, _| key == crate::device::DEVICE_KEY);
                 None
             }
             Op::SetOwner(new) => {

@@ -13,6 +13,7 @@ use tokio::sync::OnceCell;
 
 use crate::config::Config;
 use crate::cookie::Incoming;
+use crate::device::{DEVICE_KEY, Device};
 use crate::error::Error;
 use crate::ops::Op;
 
@@ -97,6 +98,10 @@ pub(crate) struct Change {
     pub(crate) ops: Vec<Op>,
     /// The idle timeout [`Session::remember`] asked for.
     pub(crate) remember: Option<Duration>,
+    /// The request's device, recorded when the session is stored anew.
+    pub(crate) device: Option<Device>,
+    /// [`Session::login`] was called.
+    pub(crate) logged_in: bool,
 }
 
 /// What the write-back has to do, decided once the handler is done.
@@ -118,7 +123,7 @@ pub(crate) enum Outcome {
     },
     /// A session ended by `purge()`, and what was put in it afterwards.
     Purged {
-        ended: Option<SessionToken>,
+        ended: Option<Ended>,
         refill: Option<Change>,
     },
 }
@@ -140,12 +145,25 @@ pub(crate) struct State {
     remember: Option<Duration>,
     pub(crate) intent: Intent,
     /// The stored session `purge()` ended, deleted after the handler.
-    pub(crate) ended: Option<SessionToken>,
+    pub(crate) ended: Option<Ended>,
+    /// The request's device, as the configuration allows it to be recorded.
+    pub(crate) device: Option<Device>,
+    /// [`Session::login`] was called.
+    logged_in: bool,
     /// What loading took, charged to the session deadline.
     pub(crate) load_took: Duration,
     /// Left behind by the write-back for `Session` handles kept past it:
     /// their changes could not be saved, so they are refused.
     sealed: bool,
+}
+
+/// A stored session `purge()` ended: its token, and its owner for the audit
+/// trail.
+#[derive(Debug)]
+pub(crate) struct Ended {
+    pub(crate) token: SessionToken,
+    pub(crate) owner: Option<String>,
+    pub(crate) device: Option<Device>,
 }
 
 /// The prefix of the keys the library keeps in a session's values (flash
@@ -164,14 +182,18 @@ fn refuse_reserved(key: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Checks the limits on values about to be kept.
+/// Checks the limits on values about to be kept. The device description the
+/// library keeps with them does not count: it is bounded by its own settings.
 pub(crate) fn check_limits(data: &SessionData, config: &Config) -> Result<(), Error> {
-    if data.len() > config.max_keys {
+    let device_keys = usize::from(data.contains_key(DEVICE_KEY));
+    if data.len() - device_keys > config.max_keys {
         return Err(Error::TooManyKeys {
             limit: config.max_keys,
         });
     }
-    let size = serde_json::to_vec(data).map_or(usize::MAX, |bytes| bytes.len());
+    let size = serde_json::to_vec(data)
+        .map_or(usize::MAX, |bytes| bytes.len())
+        .saturating_sub(crate::device::entry_bytes(data));
     if size > config.max_session_bytes {
         return Err(Error::TooLarge {
             size,
@@ -193,6 +215,8 @@ impl State {
             remember: None,
             intent: Intent::Keep,
             ended: None,
+            device: None,
+            logged_in: false,
             load_took: Duration::ZERO,
             sealed: false,
         }
@@ -268,6 +292,8 @@ impl State {
             owner: self.owner,
             ops: self.ops,
             remember: self.remember,
+            device: self.device,
+            logged_in: self.logged_in,
         };
         match (self.intent, self.loaded) {
             (Intent::Purge, _) => Outcome::Purged {
@@ -330,6 +356,16 @@ impl Session {
     /// that build on the session's operations.
     pub(crate) fn apply(&self, op: Op) -> Result<Option<Value>, Error> {
         self.state().apply(op, &self.config)
+    }
+
+    /// The middleware's configuration, for the modules that reach the store.
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The request's device, as the configuration allows it to be recorded.
+    pub(crate) fn request_device(&self) -> Option<Device> {
+        self.state().device.clone()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -603,7 +639,9 @@ impl Session {
                 state.intent = Intent::Renew { new_lifetime: true };
             }
             let op = Op::SetOwner(Some(owner.into()));
-            let _ = state.apply(op, &self.config);
+            if state.apply(op, &self.config).is_ok() {
+                state.logged_in = true;
+            }
         }
         self.rotate_csrf();
         let _ = self.confirm_identity();
@@ -716,11 +754,17 @@ impl Session {
     /// ```
     pub fn purge(&self) {
         let mut state = self.state();
-        let ended = state.loaded.take().map(|loaded| loaded.token);
+        let device = state.device.clone();
+        let ended = state.loaded.take().map(|loaded| Ended {
+            token: loaded.token,
+            owner: loaded.base.owner,
+            device,
+        });
         *state = State {
             ended: ended.or(state.ended.take()),
             intent: Intent::Purge,
             load_took: state.load_took,
+            device: state.device.take(),
             ..State::fresh(state.cookie)
         };
     }
@@ -887,7 +931,8 @@ impl SessionSlot {
                     Ok(cookies) => self.config.codec.read(cookies.iter()),
                     Err(_) => Incoming::Invalid,
                 };
-                crate::lifecycle::load(incoming, &self.config)
+                let device = self.config.device_metadata.describe(req);
+                crate::lifecycle::load(incoming, device, &self.config)
                     .await
                     .map(|state| Arc::new(Mutex::new(state)))
             })

@@ -330,6 +330,8 @@ mod tests {
             owner: None,
             ops: Vec::new(),
             remember: None,
+            device: None,
+            logged_in: false,
         };
         let holder = gate.enter(id).await;
         // A writer queues behind the holder, then its deadline passes.
