@@ -239,7 +239,7 @@ fn truncate(text: &str, max: usize) -> String {
 /// }
 /// # let _ = devices::<latchkey::AnyStore>;
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Device {
     /// The `User-Agent` header, truncated.
