@@ -23,6 +23,8 @@ on_every_store!(
     step_up_demands_a_recent_proof_of_identity,
     a_token_stored_while_a_login_is_under_way_does_not_survive_it,
     the_library_keys_cannot_be_written_by_the_application,
+    a_one_time_token_is_accepted_once_even_when_submitted_twice_at_once,
+    one_time_tokens_are_bounded_and_dropped_by_a_login,
 );
 
 fn middleware(store: impl latchkey::SessionStore, key: &Key) -> SessionMiddleware {
@@ -131,6 +133,29 @@ fn routes(cfg: &mut web::ServiceConfig) {
                 session.remove("latchkey.csrf").is_none(),
             ];
             format!("{refused:?}")
+        }),
+    )
+    .route(
+        "/once",
+        web::get().to(|session: Session| async move { session.one_time_csrf_token() }),
+    )
+    .route(
+        "/pay/{token}",
+        web::post().to(|session: Session, token: web::Path<String>| async move {
+            // Loaded first; the other submission loads the same version meanwhile.
+            let _ = session.get_value("anything");
+            actix_web::rt::time::sleep(Duration::from_millis(150)).await;
+            let accepted = session.consume_csrf_token(&token).await?;
+            if accepted {
+                session.update("payments", |n: Option<u64>| n.unwrap_or(0) + 1)?;
+            }
+            Ok::<_, latchkey::Error>(accepted.to_string())
+        }),
+    )
+    .route(
+        "/payments",
+        web::get().to(|session: Session| async move {
+            Ok::<_, latchkey::Error>(session.get::<u64>("payments")?.unwrap_or(0).to_string())
         }),
     )
     .route(
@@ -369,4 +394,87 @@ async fn the_library_keys_cannot_be_written_by_the_application(store: AnyStore) 
     let app = test::init_service(App::new().wrap(middleware(store, &key)).configure(routes)).await;
     let res = post(&app, "/reserved", None).await;
     assert_eq!(body(res).await, "[true, true, true, true]");
+}
+
+async fn a_one_time_token_is_accepted_once_even_when_submitted_twice_at_once(store: AnyStore) {
+    // Two instances on one store, as behind a load balancer.
+    let key = Key::generate();
+    let first = test::init_service(
+        App::new()
+            .wrap(middleware(store.clone(), &key))
+            .configure(routes),
+    )
+    .await;
+    let second =
+        test::init_service(App::new().wrap(middleware(store, &key)).configure(routes)).await;
+    let res = get(&first, "/once", None).await;
+    let cookie = session_cookie(&res).expect("stored with its token");
+    let token = body(res).await;
+    let other = body(get(&first, "/once", Some(&cookie)).await).await;
+    assert_ne!(token, other, "one token per form");
+
+    let pay = format!("/pay/{token}");
+    let (a, b) = futures_util::future::join(
+        async { body(post(&first, &pay, Some(&cookie)).await).await },
+        async { body(post(&second, &pay, Some(&cookie)).await).await },
+    )
+    .await;
+    let mut answers = [a, b];
+    answers.sort();
+    assert_eq!(
+        answers,
+        ["false", "true"],
+        "exactly one submission is accepted"
+    );
+    assert_eq!(
+        body(get(&first, "/payments", Some(&cookie)).await).await,
+        "1"
+    );
+    assert_eq!(
+        body(post(&second, &pay, Some(&cookie)).await).await,
+        "false",
+        "nor later"
+    );
+    assert_eq!(
+        body(post(&first, &format!("/pay/{other}"), Some(&cookie)).await).await,
+        "true",
+        "the other form's token is untouched"
+    );
+    assert_eq!(
+        body(post(&first, "/pay/forged", Some(&cookie)).await).await,
+        "false"
+    );
+    assert_eq!(
+        body(get(&first, "/payments", Some(&cookie)).await).await,
+        "2"
+    );
+}
+
+async fn one_time_tokens_are_bounded_and_dropped_by_a_login(store: AnyStore) {
+    let key = Key::generate();
+    let app = test::init_service(App::new().wrap(middleware(store, &key)).configure(routes)).await;
+    let res = get(&app, "/once", None).await;
+    let cookie = session_cookie(&res).unwrap();
+    let oldest = body(res).await;
+    let mut tokens = Vec::new();
+    for _ in 0..16 {
+        tokens.push(body(get(&app, "/once", Some(&cookie)).await).await);
+    }
+    let pay = |token: &str| format!("/pay/{token}");
+    assert_eq!(
+        body(post(&app, &pay(&oldest), Some(&cookie)).await).await,
+        "false",
+        "the 17th dropped the first"
+    );
+    assert_eq!(
+        body(post(&app, &pay(&tokens[0]), Some(&cookie)).await).await,
+        "true"
+    );
+
+    let logged_in = session_cookie(&post(&app, "/login", Some(&cookie)).await).expect("renewed");
+    assert_eq!(
+        body(post(&app, &pay(&tokens[1]), Some(&logged_in)).await).await,
+        "false",
+        "a token issued before the login is worthless after it"
+    );
 }

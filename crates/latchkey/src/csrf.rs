@@ -17,6 +17,23 @@ use crate::session::Session;
 /// library's.
 pub(crate) const CSRF_KEY: &str = "latchkey.csrf";
 
+/// The session key of the single-use tokens not consumed yet.
+pub(crate) const CSRF_ONCE_KEY: &str = "latchkey.csrf_once";
+
+/// How many single-use tokens a session keeps; issuing more drops the oldest.
+const MAX_ONE_TIME_TOKENS: usize = 16;
+
+/// Where `submitted` is among `held`, comparing every token in constant time.
+fn position_in_constant_time(held: &[String], submitted: &str) -> Option<usize> {
+    let mut found = None;
+    for (index, token) in held.iter().enumerate() {
+        if bool::from(token.as_bytes().ct_eq(submitted.as_bytes())) {
+            found = found.or(Some(index));
+        }
+    }
+    found
+}
+
 /// The request header [`CsrfVerified`] reads the token from.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -98,12 +115,111 @@ impl Session {
         }
     }
 
+    /// A fresh single-use CSRF token for one form: accepted by
+    /// [`consume_csrf_token`](Self::consume_csrf_token) once, then never
+    /// again. For forms whose double submission must not act twice (a
+    /// payment, a transfer).
+    ///
+    /// Issuing one writes the session. The session keeps the
+    /// 16 most recently issued tokens not yet consumed (older ones stop
+    /// working: forms left open too long need a reload); a new session id
+    /// ([`renew`](Self::renew), [`login`](Self::login)) drops them all.
+    ///
+    /// # Errors
+    ///
+    /// When the system's random source fails, or the session is past its
+    /// limits or its write-back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn payment_form(session: latchkey::Session) -> Result<String, latchkey::Error> {
+    ///     let token = session.one_time_csrf_token()?;
+    ///     Ok(format!(r#"<form method="post" action="/pay"><input type="hidden" name="csrf_token" value="{token}">…</form>"#))
+    /// }
+    /// # let _ = payment_form;
+    /// ```
+    pub fn one_time_csrf_token(&self) -> Result<String, Error> {
+        let fresh = SessionToken::generate()
+            .map_err(|err| Error::Store(StoreError::backend("token generator", err)))?
+            .encode();
+        let issued = fresh.clone();
+        self.apply(Op::update(
+            CSRF_ONCE_KEY.to_owned(),
+            move |held: Option<Vec<String>>| {
+                let mut held = held.unwrap_or_default();
+                held.push(issued.clone());
+                let surplus = held.len().saturating_sub(MAX_ONE_TIME_TOKENS);
+                held.drain(..surplus);
+                held
+            },
+        ))?;
+        Ok(fresh)
+    }
+
+    /// Consumes a token from [`one_time_csrf_token`](Self::one_time_csrf_token):
+    /// `true` the first time it is submitted, `false` for any other token and
+    /// for every later submission of this one.
+    ///
+    /// The token is removed from the stored session right away, in one
+    /// compare-and-set, before this returns: of two requests submitting one
+    /// token at once, on any instances, exactly one gets `true`. When the
+    /// store fails or times out the answer is an error, and the token may be
+    /// spent or not: it is never accepted twice.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store fails;
+    /// [`Error::ConflictRetriesExhausted`] when the session kept changing;
+    /// [`Error::WrittenBack`] after the write-back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::{HttpResponse, web};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Payment { csrf_token: String, cents: u64 }
+    ///
+    /// async fn pay(session: latchkey::Session, form: web::Form<Payment>) -> Result<HttpResponse, actix_web::Error> {
+    ///     if !session.consume_csrf_token(&form.csrf_token).await? {
+    ///         return Err(latchkey::CsrfRejected.into());
+    ///     }
+    ///     // ... charge form.cents, once.
+    ///     Ok(HttpResponse::SeeOther().insert_header(("Location", "/receipt")).finish())
+    /// }
+    /// # let _ = pay;
+    /// ```
+    pub async fn consume_csrf_token(&self, submitted: &str) -> Result<bool, Error> {
+        if submitted.is_empty() {
+            return Ok(false);
+        }
+        let consumed = self
+            .write_through(|data| {
+                let held: Vec<String> = data
+                    .get(CSRF_ONCE_KEY)
+                    .and_then(|value| serde_json::from_value(value.clone()).ok())?;
+                let at = position_in_constant_time(&held, submitted)?;
+                let mut rest = held;
+                rest.remove(at);
+                if rest.is_empty() {
+                    data.remove(CSRF_ONCE_KEY);
+                } else {
+                    data.insert(CSRF_ONCE_KEY.to_owned(), rest.into());
+                }
+                Some(())
+            })
+            .await?;
+        Ok(consumed.is_some())
+    }
+
     /// Drops the CSRF token, so that the next [`csrf_token`](Self::csrf_token)
     /// makes a new one: part of every renewal and login. Recorded even when
     /// no token is held now, so that a token another request stores before
     /// this one's write-back is dropped by the replay too.
     pub(crate) fn rotate_csrf(&self) {
         let _ = self.apply(Op::Remove(CSRF_KEY.to_owned()));
+        let _ = self.apply(Op::Remove(CSRF_ONCE_KEY.to_owned()));
     }
 }
 

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
-use latchkey_core::{Record, SessionData, SessionId, SessionToken, Timestamp};
+use latchkey_core::{
+    Record, SaveOutcome, SessionData, SessionId, SessionStore as _, SessionToken, Timestamp,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -356,6 +358,80 @@ impl Session {
     /// that build on the session's operations.
     pub(crate) fn apply(&self, op: Op) -> Result<Option<Value>, Error> {
         self.state().apply(op, &self.config)
+    }
+
+    /// Applies `edit` to the stored session at once, in one compare-and-set,
+    /// rather than after the handler: for a change that must be decided by
+    /// the store before the handler goes on (consuming a one-time token).
+    /// `edit` returns `None` when there is nothing to do on the record it is
+    /// given (the token is not there), which is then the answer; a session
+    /// not stored, gone or deleted meanwhile answers `None` too. On success
+    /// the request's working copy gets the same edit.
+    ///
+    /// The first attempt builds on the record as loaded, with none of this
+    /// request's pending changes; a conflict reloads it. Only after a
+    /// first-attempt success may the request's base version move to the one
+    /// written, since only then is the stored record the loaded one plus
+    /// `edit` (the write-back then needs no replay).
+    pub(crate) async fn write_through<R>(
+        &self,
+        edit: impl Fn(&mut SessionData) -> Option<R>,
+    ) -> Result<Option<R>, Error> {
+        let (id, mut record) = {
+            let state = self.state();
+            if state.sealed {
+                return Err(Error::WrittenBack);
+            }
+            let Some(loaded) = state.loaded.as_ref() else {
+                return Ok(None);
+            };
+            let (data, owner) = state
+                .original
+                .clone()
+                .unwrap_or_else(|| (state.data.clone(), state.owner.clone()));
+            (
+                loaded.token.id(),
+                Record {
+                    data,
+                    owner,
+                    ..loaded.base.clone()
+                },
+            )
+        };
+        let store = &self.config.store;
+        for attempt in 0..=self.config.max_conflict_retries {
+            let mut next = record.clone();
+            let Some(answer) = edit(&mut next.data) else {
+                return Ok(None);
+            };
+            match store.save(&id, &next, record.version).await? {
+                SaveOutcome::Saved(version) => {
+                    let mut state = self.state();
+                    let _ = edit(&mut state.data);
+                    if let Some((data, _)) = state.original.as_mut() {
+                        let _ = edit(data);
+                    }
+                    if attempt == 0
+                        && let Some(loaded) = state.loaded.as_mut()
+                        && loaded.base.version == record.version
+                    {
+                        loaded.base.version = version;
+                    }
+                    return Ok(Some(answer));
+                }
+                SaveOutcome::Missing => return Ok(None),
+                SaveOutcome::Conflict => {
+                    store.metrics().conflict_replayed();
+                    match store.load(&id).await? {
+                        Some(fresh) => record = fresh,
+                        None => return Ok(None),
+                    }
+                }
+            }
+        }
+        Err(Error::ConflictRetriesExhausted {
+            retries: self.config.max_conflict_retries,
+        })
     }
 
     /// The middleware's configuration, for the modules that reach the store.
