@@ -93,6 +93,39 @@ fn exhaustive() -> Vec<Scenario> {
             .request([Append])
             .request([Read])
             .action(Action::Expire),
+        Scenario::new("one-time token submitted twice")
+            .request([ConsumeCsrf])
+            .request([ConsumeCsrf]),
+        Scenario::new("one-time token races append")
+            .request([ConsumeCsrf, Append])
+            .request([Append]),
+        Scenario::new("one-time token races renew")
+            .request([ConsumeCsrf])
+            .request([Renew, Append]),
+        Scenario::new("one-time token races log out everywhere")
+            .request([ConsumeCsrf, Append])
+            .action(Action::DeleteByOwner),
+        Scenario::new("flash races show")
+            .request([Flash])
+            .request([TakeFlashes]),
+        Scenario::new("flash races show and renew")
+            .request([Flash, Append])
+            .request([TakeFlashes])
+            .request([Renew]),
+        Scenario::new("two shows race a flash")
+            .request([Flash])
+            .request([TakeFlashes])
+            .request([TakeFlashes, Append]),
+        Scenario::new("revoke races append")
+            .request([Revoke])
+            .request([Append]),
+        Scenario::new("revoke races renew")
+            .request([Revoke])
+            .request([Renew, Append]),
+        Scenario::new("revoke races login and log out everywhere")
+            .request([Revoke])
+            .request([Login, Append])
+            .action(Action::DeleteByOwner),
     ]
 }
 
@@ -213,6 +246,15 @@ async fn the_explorer_notices_a_store_that_loses_updates() {
         .request([Step::Append]);
     let rule = violation_with(Flaw::BlindSave, &scenario).await;
     assert!(rule.contains("the log holds"), "{rule}");
+}
+
+#[actix_web::test]
+async fn the_explorer_notices_a_one_time_token_accepted_twice() {
+    let scenario = Scenario::new("one-time token submitted twice")
+        .request([Step::ConsumeCsrf])
+        .request([Step::ConsumeCsrf]);
+    let rule = violation_with(Flaw::BlindSave, &scenario).await;
+    assert!(rule.contains("more than once"), "{rule}");
 }
 
 #[actix_web::test]

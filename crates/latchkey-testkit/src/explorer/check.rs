@@ -41,15 +41,22 @@ fn follow(
                 false
             }
             Call::DeleteAtVersion(id, Some(DeleteOutcome::Deleted)) if is_current(id) => {
-                let Some(successor) = created.get(actor) else {
-                    return Err(format!(
-                        "call {index}: actor {actor} retired the session without creating its successor"
-                    ));
-                };
-                lineage.current = Some(*successor);
-                lineage.renewed = true;
-                lineage.renewed_by = Some(*actor);
-                false
+                match created.get(actor) {
+                    Some(successor) => {
+                        lineage.current = Some(*successor);
+                        lineage.renewed = true;
+                        lineage.renewed_by = Some(*actor);
+                        false
+                    }
+                    // A revoke runs in the handler, before any renewal of
+                    // the same request creates a successor.
+                    None if scenario.has_step(*actor, &Step::Revoke) => true,
+                    None => {
+                        return Err(format!(
+                            "call {index}: actor {actor} retired the session without creating its successor"
+                        ));
+                    }
+                }
             }
             Call::Delete(id) => is_current(id),
             Call::Touch(id, true) => {
@@ -162,6 +169,39 @@ async fn judge<S: SessionStore>(
         return Err("a request never answered".into());
     }
 
+    let observed = |what: &str| {
+        responses
+            .iter()
+            .filter(|(_, response)| response.observed.iter().any(|o| o == what))
+            .map(|(request, _)| *request)
+            .collect::<Vec<usize>>()
+    };
+    if observed("revoked")
+        .iter()
+        .any(|_| lineage.current.is_some())
+    {
+        return Err(format!(
+            "a revoke answered true, yet session {:?} lives on",
+            lineage.current
+        ));
+    }
+    let consumers = observed("consumed");
+    if consumers.len() > 1 {
+        return Err(format!(
+            "the one-time token was accepted by {consumers:?}: more than once"
+        ));
+    }
+    let steps_used = |step: &Step| (0..scenario.requests.len()).any(|r| scenario.has_step(r, step));
+    let disturbed = lineage.renewed
+        || !scenario.actions.is_empty()
+        || steps_used(&Step::Purge)
+        || steps_used(&Step::Revoke);
+    if steps_used(&Step::ConsumeCsrf) && !disturbed && consumers.is_empty() {
+        return Err(
+            "the one-time token was accepted by nobody, with nothing ending the session".into(),
+        );
+    }
+
     let carriers: Vec<&SessionId> = live
         .iter()
         .filter(|(_, record)| record.data.get("origin") == Some(&Value::from(1)))
@@ -236,6 +276,43 @@ async fn judge<S: SessionStore>(
                 initial.record.deadlines.absolute,
                 initial.record.created_at
             ));
+        }
+        if !consumers.is_empty() {
+            let held = current.data.get("latchkey.csrf_once").cloned();
+            if held.is_some_and(|tokens| tokens.to_string().contains(super::ONE_TIME_TOKEN)) {
+                return Err("the one-time token was accepted and is still stored".into());
+            }
+        }
+        let stored_flashes: Vec<String> = current
+            .data
+            .get("latchkey.flash")
+            .and_then(|value| value.as_array())
+            .map(|flashes| {
+                flashes
+                    .iter()
+                    .filter_map(|flash| flash.get("message").and_then(Value::as_str))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for request in 0..scenario.requests.len() {
+            let name = format!("r{request}");
+            let shown = !observed(&format!("shown:{name}")).is_empty();
+            if scenario.has_step(request, &Step::Flash)
+                && committed(request, calls)
+                && !shown
+                && !stored_flashes.contains(&name)
+            {
+                return Err(format!(
+                    "the flash {name} was lost: neither shown nor stored"
+                ));
+            }
+            let shown_by_committed = observed(&format!("shown:{name}"))
+                .into_iter()
+                .any(|shower| committed(shower, calls));
+            if shown_by_committed && stored_flashes.contains(&name) {
+                return Err(format!("the flash {name} was shown and is still stored"));
+            }
         }
         let log = log_of(current)?;
         let unique: BTreeSet<&String> = log.iter().collect();

@@ -29,6 +29,13 @@
 //! - **the absolute deadline never moves** (nor the creation time) across
 //!   saves and renewals, but for a `login`, which starts a new lifetime;
 //! - **removal cookies only after `purge()`** (every cookie here is valid);
+//! - **a one-time CSRF token is accepted at most once**, and exactly once when
+//!   nothing renews, purges or deletes the session; once accepted it is gone;
+//! - **flashes are never lost**: every flash a committed request added is
+//!   still stored or was shown, and none a committed request showed is still
+//!   stored (two requests loading at once may both show one);
+//! - **a revoked session stays revoked**: a `revoke` that answered `true`
+//!   ended the session;
 //! - no request fails with a store error.
 //!
 //! # Examples
@@ -100,6 +107,16 @@ pub enum Step {
     Login,
     /// `purge()`; steps after it fill a brand-new session.
     Purge,
+    /// `consume_csrf_token` of the one-time CSRF token the session starts
+    /// with (it starts with one when any request has this step).
+    ConsumeCsrf,
+    /// `flash` of a message naming the request.
+    Flash,
+    /// `take_flashes()`: the flashes shown are reported.
+    TakeFlashes,
+    /// `revoke` of the logged-in session by its id, owner-checked, as the
+    /// owner's other device would.
+    Revoke,
 }
 
 /// Something done to the session outside any request, as one store call.
@@ -353,7 +370,13 @@ enum CookieSeen {
 struct Response {
     status: u16,
     cookie: CookieSeen,
+    /// What the steps observed: `consumed`, `revoked`, `shown:<message>`,
+    /// one per line.
+    observed: Vec<String>,
 }
+
+/// The one-time CSRF token the session starts with, for [`Step::ConsumeCsrf`].
+const ONE_TIME_TOKEN: &str = "explorer-one-time-token";
 
 /// The logged-in session every run starts from.
 #[derive(Clone, Debug)]
@@ -376,6 +399,7 @@ async fn run_script(
     session: Session,
     script: web::Data<Script>,
 ) -> Result<HttpResponse, latchkey::Error> {
+    let mut observed = Vec::new();
     for step in &script.steps {
         match step {
             Step::Read => {
@@ -397,9 +421,27 @@ async fn run_script(
             Step::Renew => session.renew(),
             Step::Login => session.login(script.owner.clone()),
             Step::Purge => session.purge(),
+            Step::ConsumeCsrf => {
+                if session.consume_csrf_token(ONE_TIME_TOKEN).await? {
+                    observed.push("consumed".to_owned());
+                }
+            }
+            Step::Flash => session.flash(latchkey::FlashLevel::Info, script.name.clone())?,
+            Step::TakeFlashes => {
+                for flash in session.take_flashes()? {
+                    observed.push(format!("shown:{}", flash.message));
+                }
+            }
+            Step::Revoke => {
+                if let Some(id) = session.id()
+                    && session.revoke(&id).await?
+                {
+                    observed.push("revoked".to_owned());
+                }
+            }
         }
     }
-    Ok(HttpResponse::Ok().finish())
+    Ok(HttpResponse::Ok().body(observed.join("\n")))
 }
 
 fn failure(scenario: &Scenario, rule: impl Into<String>) -> Violation {
@@ -423,6 +465,15 @@ async fn log_in<S: SessionStore>(
     let now = Timestamp::now();
     let mut record = Record::new(now, Deadlines::starting_at(now, INITIAL_IDLE, LIFETIME));
     record.data.insert("origin".into(), 1.into());
+    if scenario
+        .requests
+        .iter()
+        .any(|steps| steps.contains(&Step::ConsumeCsrf))
+    {
+        record
+            .data
+            .insert("latchkey.csrf_once".into(), vec![ONE_TIME_TOKEN].into());
+    }
     record.owner = Some(owner.clone());
     store
         .create(&id, &record)
@@ -516,9 +567,15 @@ where
             let res =
                 test::call_service(&app, test::TestRequest::get().cookie(cookie).to_request())
                     .await;
+            let (status, cookie) = (res.status().as_u16(), read_cookie(&res, &key));
+            let body = test::read_body(res).await;
             let response = Response {
-                status: res.status().as_u16(),
-                cookie: read_cookie(&res, &key),
+                status,
+                cookie,
+                observed: String::from_utf8_lossy(&body)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect(),
             };
             responses.borrow_mut().insert(number, response);
             hub.finished(number);
