@@ -26,6 +26,8 @@ on_every_store!(
     revoke_others_keeps_the_current_session,
     the_audit_trail_tells_what_happened_without_tokens,
     the_device_description_survives_clear_and_is_outside_the_limits,
+    a_request_loaded_before_its_session_was_revoked_revokes_nothing,
+    a_login_that_tells_no_device_keeps_none_of_the_previous_one,
 );
 
 const FORWARDED: &str = "x-forwarded-for";
@@ -116,6 +118,21 @@ fn routes(cfg: &mut web::ServiceConfig) {
                 return Ok::<_, latchkey::Error>("malformed".to_owned());
             };
             Ok(session.revoke(&id).await?.to_string())
+        }),
+    )
+    .route(
+        "/slow-revoke-others",
+        web::post().to(|session: Session| async move {
+            let _ = session.get_value("anything");
+            actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+            Ok::<_, latchkey::Error>(session.revoke_others().await?.to_string())
+        }),
+    )
+    .route(
+        "/login-and-revoke-others/{user}",
+        web::post().to(|session: Session, user: web::Path<String>| async move {
+            session.login(user.into_inner());
+            Ok::<_, latchkey::Error>(session.revoke_others().await?.to_string())
         }),
     )
     .route(
@@ -602,5 +619,122 @@ async fn the_device_description_survives_clear_and_is_outside_the_limits(store: 
     assert!(
         latchkey::Device::of(&cleared).is_some(),
         "clear keeps the device"
+    );
+}
+
+async fn a_request_loaded_before_its_session_was_revoked_revokes_nothing(store: AnyStore) {
+    let key = Key::generate();
+    let app = test::init_service(
+        App::new()
+            .wrap(middleware(store.clone(), &key, None))
+            .configure(routes),
+    )
+    .await;
+    let ann = unique("ann");
+    let laptop = session_cookie(&post(&app, &format!("/login/{ann}"), None).await).unwrap();
+    let stolen = session_cookie(&post(&app, &format!("/login/{ann}"), None).await).unwrap();
+    let stolen_id = token_of(&stolen, &key).id();
+    // The thief's request loads; meanwhile the user signs the stolen cookie out.
+    let (thief, user) = futures_util::future::join(
+        async { body(post(&app, "/slow-revoke-others", Some(&stolen)).await).await },
+        async {
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+            body(
+                post(
+                    &app,
+                    &format!("/revoke/{}", stolen_id.to_hex()),
+                    Some(&laptop),
+                )
+                .await,
+            )
+            .await
+        },
+    )
+    .await;
+    assert_eq!(user, "true");
+    assert_eq!(thief, "0", "a revoked session ends nothing");
+    assert!(
+        store
+            .load(&token_of(&laptop, &key).id())
+            .await
+            .unwrap()
+            .is_some(),
+        "the user stays signed in"
+    );
+    // A login in the same request may sign out the user's other sessions.
+    let kiosk = session_cookie(&post(&app, "/put/1", None).await).unwrap();
+    let res = post(
+        &app,
+        &format!("/login-and-revoke-others/{ann}"),
+        Some(&kiosk),
+    )
+    .await;
+    assert_eq!(body(res).await, "1", "the laptop");
+    assert!(
+        store
+            .load(&token_of(&laptop, &key).id())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn a_login_that_tells_no_device_keeps_none_of_the_previous_one(store: AnyStore) {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let key = Key::generate();
+    let app = test::init_service(
+        App::new()
+            .wrap(middleware(store.clone(), &key, Some(Arc::clone(&events))))
+            .configure(routes),
+    )
+    .await;
+    let planted = test::TestRequest::post().uri("/put/1");
+    let res =
+        test::call_service(&app, from_device(planted, "Planted/1", "203.0.113.9", None)).await;
+    let cookie = session_cookie(&res).unwrap();
+    let stored = store
+        .load(&token_of(&cookie, &key).id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(latchkey::Device::of(&stored).is_some());
+    let res = post(&app, &format!("/login/{}", unique("ann")), Some(&cookie)).await;
+    let logged_in = session_cookie(&res).unwrap();
+    let stored = store
+        .load(&token_of(&logged_in, &key).id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        latchkey::Device::of(&stored),
+        None,
+        "not the planter's description"
+    );
+
+    // A revocation is attributed to the device that asked for it.
+    let other = session_cookie(
+        &post(
+            &app,
+            &format!("/login/{}", stored.owner.clone().unwrap()),
+            None,
+        )
+        .await,
+    )
+    .unwrap();
+    events.lock().unwrap().clear();
+    let revoke =
+        test::TestRequest::post().uri(&format!("/revoke/{}", token_of(&other, &key).id().to_hex()));
+    let res = test::call_service(
+        &app,
+        from_device(revoke, "Revoker/1", "198.51.100.77", Some(&logged_in)),
+    )
+    .await;
+    assert_eq!(body(res).await, "true");
+    let revoked = events.lock().unwrap().clone();
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0].kind, AuditKind::RevokedOne);
+    assert_eq!(
+        revoked[0].device.as_ref().and_then(|d| d.ip.as_deref()),
+        Some("198.51.100.77")
     );
 }

@@ -218,9 +218,11 @@ pub struct Record {
     /// When the session was created.
     pub created_at: Timestamp,
     /// When the session was last used, as far as a store write recorded it.
-    /// The middleware moves it with the idle deadline, so it is accurate to
-    /// one [extension interval]; stores keep the later of the stored value and
-    /// the one written, so it never moves back.
+    /// The middleware writes it once it is an [extension interval] old, with
+    /// the touch or save of that request (reads touch only under
+    /// `IdleExtension::OnEveryRequest`), so it trails the last use by at most
+    /// that interval. Stores keep the later of the stored value and the one
+    /// written, so it never moves back.
     ///
     /// [extension interval]: https://docs.rs/latchkey/latest/latchkey/struct.SessionMiddlewareBuilder.html#method.idle_extension_interval
     pub last_seen: Timestamp,

@@ -7,10 +7,11 @@
 //! `DEL`. The value is
 //!
 //! ```text
-//! 1:<version>:<created>:<idle>:<absolute>:<n>:<len>:<owner>…<last seen>:<idle timeout>:<owner length>:<owner><data>
+//! 2:<version>:<created>:<idle>:<absolute>:<n>:<len>:<owner>…<last seen>:<idle timeout>:<owner length>:<owner><data>
 //! ```
 //!
-//! - `1` names this layout;
+//! - `2` names this layout (layout 1, of pre-release builds, had no last
+//!   seen; its values are not read);
 //! - `<version>` is the compare-and-set version;
 //! - `<created>`, `<idle>` and `<absolute>` are milliseconds since the Unix
 //!   epoch: creation, the idle deadline and the absolute deadline;
@@ -43,7 +44,7 @@
 //! record.data.insert("n".into(), 1.into());
 //! let stored = StoredSession { record, indexed_by: vec!["ann".into()] };
 //! let bytes = stored.encode()?;
-//! assert_eq!(bytes, br#"1:1:1000:2000:3000:1:3:ann1000:0:3:ann{"n":1}"#);
+//! assert_eq!(bytes, br#"2:1:1000:2000:3000:1:3:ann1000:0:3:ann{"n":1}"#);
 //! assert_eq!(StoredSession::decode(&bytes)?, stored);
 //! # Ok::<(), latchkey_core::StoreError>(())
 //! ```
@@ -54,7 +55,7 @@ use std::time::Duration;
 use latchkey_core::{Deadlines, Record, StoreError, Timestamp};
 
 /// The tag that starts every value of this layout.
-const TAG: &[u8] = b"1:";
+const TAG: &[u8] = b"2:";
 
 /// A session's value as Redis holds it: the record, and the owners whose
 /// indexes are known to hold it (so that a delete can remove it from each and a
@@ -107,7 +108,7 @@ impl StoredSession {
         let mut reader = Reader(
             bytes
                 .strip_prefix(TAG)
-                .ok_or_else(|| StoreError::corrupt("not a latchkey session value (layout 1)"))?,
+                .ok_or_else(|| StoreError::corrupt("not a latchkey session value (layout 2)"))?,
         );
         let version = reader.number("version")?;
         let created_at = Timestamp::from_millis(reader.number("created")?);
@@ -236,7 +237,7 @@ mod tests {
         let mut value = stored();
         assert_eq!(
             value.encode().unwrap(),
-            br#"1:3:5:15:25:0:5:0:-1:{"k":"a:b"}"#
+            br#"2:3:5:15:25:0:5:0:-1:{"k":"a:b"}"#
         );
         assert_eq!(
             StoredSession::decode(&value.encode().unwrap()).unwrap(),
@@ -256,18 +257,34 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_reads_as_documented() {
+        let value =
+            br#"2:4:1764620000000:1764706400000:1765224800000:0:1764620300000:0:-1:{"counter":3}"#;
+        let stored = StoredSession::decode(value).unwrap();
+        assert_eq!(stored.record.version, 4);
+        assert_eq!(
+            stored.record.last_seen,
+            Timestamp::from_millis(1_764_620_300_000)
+        );
+        assert_eq!(stored.record.owner, None);
+        assert_eq!(stored.record.data["counter"], 3);
+        assert_eq!(stored.encode().unwrap(), value);
+    }
+
+    #[test]
     fn foreign_or_damaged_values_are_corrupt() {
         for bad in [
             &b""[..],
             b"{}",
-            b"2:1:1:1:1:0:1:0:-1:{}",
-            b"1:one:1:1:1:0:1:0:-1:{}",
-            b"1:1:1:1:1:1:9:ann1:0:-1:{}",
-            b"1:1:1:1:1:0:1:0:-2:{}",
-            b"1:1:1:1:1:0:1:0:-1:{broken",
-            b"1:1:1:1:1:0:1:0:-1:[]",
+            b"3:1:1:1:1:0:1:0:-1:{}",
             b"1:1:1:1:1:0:0:-1:{}",
-            b"1:1:1:1:1:0:x:0:-1:{}",
+            b"2:one:1:1:1:0:1:0:-1:{}",
+            b"2:1:1:1:1:1:9:ann1:0:-1:{}",
+            b"2:1:1:1:1:0:1:0:-2:{}",
+            b"2:1:1:1:1:0:1:0:-1:{broken",
+            b"2:1:1:1:1:0:1:0:-1:[]",
+            b"2:1:1:1:1:0:0:-1:{}",
+            b"2:1:1:1:1:0:x:0:-1:{}",
         ] {
             assert!(
                 matches!(StoredSession::decode(bad), Err(StoreError::Corrupt { .. })),

@@ -26,8 +26,8 @@ macro_rules! session_script {
         concat!(
             r"
 local function read(s)
-  local version, created, idle, absolute, index_at = string.match(s, '^1:(%d+):(%d+):(%d+):(%d+):()')
-  if not version then error({err = 'ERR latchkey: not a session value (layout 1)'}) end
+  local version, created, idle, absolute, index_at = string.match(s, '^2:(%d+):(%d+):(%d+):(%d+):()')
+  if not version then error({err = 'ERR latchkey: not a session value (layout 2)'}) end
   local count, entries_at = string.match(s, '^(%d+):()', index_at)
   if not count then error({err = 'ERR latchkey: session value has no index count'}) end
   local indexed, at = {}, entries_at
@@ -78,8 +78,8 @@ end
 pub(crate) const SAVE: &str = r"
 local s = redis.call('GET', KEYS[1])
 if not s then return -1 end
-local version, created, idle, absolute, count, at = string.match(s, '^1:(%d+):(%d+):(%d+):(%d+):(%d+):()')
-if not version then return redis.error_reply('ERR latchkey: not a session value (layout 1)') end
+local version, created, idle, absolute, count, at = string.match(s, '^2:(%d+):(%d+):(%d+):(%d+):(%d+):()')
+if not version then return redis.error_reply('ERR latchkey: not a session value (layout 2)') end
 local now, stored_idle, stored_absolute = tonumber(ARGV[4]), tonumber(idle), tonumber(absolute)
 if stored_idle <= now or stored_absolute <= now then return -1 end
 if version ~= ARGV[1] then return -2 end
@@ -100,7 +100,7 @@ local seen = string.match(s, '^(%d+):', tail_at)
 if not seen then return redis.error_reply('ERR latchkey: session value has no last-seen field') end
 if tonumber(seen) < tonumber(ARGV[8]) then seen = ARGV[8] end
 local next_version = string.format('%d', tonumber(version) + 1)
-redis.call('SET', KEYS[1], '1:' .. next_version .. ':' .. created .. ':' .. next_idle .. ':' .. ARGV[3] .. ':'
+redis.call('SET', KEYS[1], '2:' .. next_version .. ':' .. created .. ':' .. next_idle .. ':' .. ARGV[3] .. ':'
   .. string.sub(s, at - #count - 1, tail_at - 1) .. seen .. ':' .. ARGV[7], 'PXAT', next_idle)
 local indexed = ARGV[5] ~= '1' or (holds and new_absolute <= stored_absolute)
 return {tonumber(next_version), indexed and 1 or 0}
@@ -115,8 +115,8 @@ return {tonumber(next_version), indexed and 1 or 0}
 pub(crate) const TOUCH: &str = r"
 local s = redis.call('GET', KEYS[1])
 if not s then return 0 end
-local version, created, idle, absolute, count, at = string.match(s, '^1:(%d+):(%d+):(%d+):(%d+):(%d+):()')
-if not version then return redis.error_reply('ERR latchkey: not a session value (layout 1)') end
+local version, created, idle, absolute, count, at = string.match(s, '^2:(%d+):(%d+):(%d+):(%d+):(%d+):()')
+if not version then return redis.error_reply('ERR latchkey: not a session value (layout 2)') end
 local now, stored_absolute = tonumber(ARGV[4]), tonumber(absolute)
 if tonumber(idle) <= now or stored_absolute <= now then return 0 end
 local entries, tail_at = {}, at
@@ -138,7 +138,7 @@ if owner_len ~= '-1' then
   end
   owner = string.sub(s, owner_at, owner_at + tonumber(owner_len) - 1)
 end
-redis.call('SET', KEYS[1], '1:' .. version .. ':' .. created .. ':' .. ARGV[1] .. ':' .. ARGV[2] .. ':'
+redis.call('SET', KEYS[1], '2:' .. version .. ':' .. created .. ':' .. ARGV[1] .. ':' .. ARGV[2] .. ':'
   .. string.sub(s, at - #count - 1, tail_at - 1) .. seen .. ':' .. string.sub(s, rest_at), 'PXAT', ARGV[3])
 local indexed = not owner or (entries[owner] and tonumber(ARGV[2]) <= stored_absolute)
 return {owner and 1 or 0, owner or '', indexed and 1 or 0}
@@ -164,7 +164,7 @@ local s = redis.call('GET', KEYS[1])
 if not s then return 1 end
 local r = read(s)
 if holds(r, ARGV[1]) then return 1 end
-redis.call('SET', KEYS[1], '1:' .. r.version .. ':' .. r.created .. ':' .. r.idle .. ':' .. r.absolute .. ':'
+redis.call('SET', KEYS[1], '2:' .. r.version .. ':' .. r.created .. ':' .. r.idle .. ':' .. r.absolute .. ':'
   .. (r.count + 1) .. ':' .. string.sub(s, r.entries_at, r.tail_at - 1) .. #ARGV[1] .. ':' .. ARGV[1]
   .. string.sub(s, r.tail_at), 'KEEPTTL')
 return 1

@@ -161,7 +161,7 @@ fn a_corrupt_value_is_an_error_not_a_panic() {
         let mut conn = raw().await;
         let key = store.session_key(&id);
         let _: () = conn
-            .set(&key, r#"1:1:1:2:3:0:1:0:-1:{broken"#)
+            .set(&key, r#"2:1:1:2:3:0:1:0:-1:{broken"#)
             .await
             .unwrap();
         let _: () = conn.pexpire(&key, 60_000).await.unwrap();

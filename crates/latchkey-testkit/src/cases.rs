@@ -247,8 +247,9 @@ pub async fn touch_extends_without_rewriting<S: SessionStore>(store: S) {
 }
 
 /// `last_seen` is kept as `create` writes it and moved by `touch` and `save`,
-/// never back: a writer that loaded before a touch must not undo it, and two
-/// touches racing each other leave the later visit.
+/// never back: a writer that loaded before a touch must not undo it, and a
+/// touch carrying an older visit than the stored one (it was overtaken) leaves
+/// the later visit.
 pub async fn last_seen_moves_forward_only<S: SessionStore>(store: S) {
     let record = record_with(LONG, 2 * LONG);
     let created = record.last_seen;

@@ -209,9 +209,11 @@ impl ActixStore for ActixSessionStore {
                     None => return Ok(self.dropped(session_key, &id)),
                 },
             };
+            let now = Timestamp::now();
             let mut record = current.clone();
             record.data = data.clone();
-            record.deadlines = ttl_deadlines(Timestamp::now(), ttl);
+            record.deadlines = ttl_deadlines(now, ttl);
+            record.last_seen = now;
             match self.store.save(&id, &record, current.version).await {
                 Ok(SaveOutcome::Saved(version)) => {
                     record.data = SessionData::new();

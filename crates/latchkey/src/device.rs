@@ -66,10 +66,13 @@ pub struct DeviceMetadata {
     client_ip_header: Option<HeaderName>,
 }
 
+/// How much of the user agent the default keeps.
+const DEFAULT_USER_AGENT_BYTES: usize = 256;
+
 impl Default for DeviceMetadata {
     fn default() -> Self {
         Self {
-            user_agent_bytes: 256,
+            user_agent_bytes: DEFAULT_USER_AGENT_BYTES,
             client_ip: ClientIp::Off,
             client_ip_header: None,
         }
@@ -126,8 +129,9 @@ impl DeviceMetadata {
 
     /// Takes the client's address from `header`, set by a proxy the
     /// application trusts, instead of the connection's peer. Of a list
-    /// (`X-Forwarded-For: client, proxy1`) the last entry is taken: the one
-    /// the trusted proxy appended, which a client cannot forge. A header that
+    /// (`X-Forwarded-For: client, proxy1`, or several lines of the header)
+    /// the last entry is taken: the one the trusted proxy appended, which a
+    /// client cannot forge. A header that
     /// is absent or holds no address records none.
     ///
     /// Only name a header that the proxy in front of every request sets or
@@ -176,7 +180,8 @@ impl DeviceMetadata {
         match &self.client_ip_header {
             None => req.peer_addr().map(|peer| peer.ip()),
             Some(name) => {
-                let value = req.headers().get(name)?.to_str().ok()?;
+                // A proxy may add its own header line after the client's.
+                let value = req.headers().get_all(name).last()?.to_str().ok()?;
                 let last = value.rsplit(',').next()?.trim();
                 parse_address(last)
             }
@@ -268,13 +273,32 @@ impl Device {
     }
 }
 
+/// The longest client address as text (an IPv6 address with an embedded
+/// IPv4 one).
+const MAX_ADDRESS_BYTES: usize = 45;
+
 /// The bytes the device entry adds to the serialized values, which the limits
-/// on the application's values leave out.
-pub(crate) fn entry_bytes(data: &SessionData) -> usize {
-    data.get(DEVICE_KEY).map_or(0, |value| {
-        // `"latchkey.device":` plus the value, plus a separating comma.
-        DEVICE_KEY.len() + 3 + serde_json::to_vec(value).map_or(0, |v| v.len()) + 1
-    })
+/// on the application's values leave out: zero unless the entry is a device
+/// description within `metadata`'s bounds, so nothing else can hide there.
+pub(crate) fn entry_bytes(data: &SessionData, metadata: &DeviceMetadata) -> usize {
+    let Some(value) = data.get(DEVICE_KEY) else {
+        return 0;
+    };
+    let within_bounds = Device::deserialize(value).is_ok_and(|device| {
+        device.user_agent.is_none_or(|agent| {
+            agent.len() <= metadata.user_agent_bytes.max(DEFAULT_USER_AGENT_BYTES)
+        }) && device.ip.is_none_or(|ip| ip.len() <= MAX_ADDRESS_BYTES)
+    });
+    if !within_bounds {
+        return 0;
+    }
+    // `"latchkey.device":` plus the value, plus a separating comma.
+    DEVICE_KEY.len() + 3 + serde_json::to_vec(value).map_or(0, |v| v.len()) + 1
+}
+
+/// Whether `data`'s device entry is left out of the limits.
+pub(crate) fn exempt(data: &SessionData, metadata: &DeviceMetadata) -> bool {
+    entry_bytes(data, metadata) > 0
 }
 
 #[cfg(test)]
@@ -343,6 +367,15 @@ mod tests {
         );
         assert_eq!(ip(Some("198.51.100.4:80")).as_deref(), Some("198.51.100.4"));
         assert_eq!(ip(Some("not an address")), None);
+        let two_lines = TestRequest::default()
+            .append_header(("x-forwarded-for", "6.6.6.6"))
+            .append_header(("x-forwarded-for", "198.51.100.5"))
+            .to_http_request();
+        assert_eq!(
+            metadata.describe(&two_lines).and_then(|d| d.ip).as_deref(),
+            Some("198.51.100.5"),
+            "the proxy's own line, after the client's"
+        );
         assert_eq!(ip(None), None, "never the peer when a header is configured");
     }
 
@@ -357,6 +390,25 @@ mod tests {
         };
         data.insert(DEVICE_KEY.into(), device.to_value().unwrap());
         let with = serde_json::to_vec(&data).unwrap().len();
-        assert_eq!(with - without, entry_bytes(&data));
+        assert_eq!(
+            with - without,
+            entry_bytes(&data, &DeviceMetadata::default())
+        );
+        data.insert(DEVICE_KEY.into(), "x".repeat(1000).into());
+        assert_eq!(
+            entry_bytes(&data, &DeviceMetadata::default()),
+            0,
+            "not a device: counted"
+        );
+        let long = Device {
+            user_agent: Some("a".repeat(257)),
+            ip: None,
+        };
+        data.insert(DEVICE_KEY.into(), long.to_value().unwrap());
+        assert_eq!(
+            entry_bytes(&data, &DeviceMetadata::default()),
+            0,
+            "past the bound: counted"
+        );
     }
 }

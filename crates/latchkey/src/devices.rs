@@ -84,6 +84,12 @@ impl Session {
     /// compare-and-delete: a session whose owner changes in between is not
     /// deleted.
     ///
+    /// The current session must itself still be stored for its owner (or
+    /// have been given it by this request's login): one revoked or logged out
+    /// elsewhere since this request loaded it (a stolen cookie the user just
+    /// signed out) ends nothing. An id stays valid until
+    /// its session gets a new one ([`renew`](Self::renew),
+    /// [`login`](Self::login)): list the devices again after `false`.
     /// Revoking the current session's own id ends it like
     /// [`purge`](Self::purge), but keeps the cookie: prefer `purge` for that.
     ///
@@ -104,7 +110,7 @@ impl Session {
     /// # let _ = revoke;
     /// ```
     pub async fn revoke(&self, id: &SessionId) -> Result<bool, Error> {
-        let Some(owner) = self.owner() else {
+        let Some(owner) = self.still_signed_in().await? else {
             return Ok(false);
         };
         let config = self.config();
@@ -124,7 +130,7 @@ impl Session {
                         AuditEvent::new(AuditKind::RevokedOne)
                             .owner(Some(&owner))
                             .session(*id)
-                            .device(Device::of(&record).as_ref()),
+                            .device(self.request_device().as_ref()),
                     );
                     return Ok(true);
                 }
@@ -139,7 +145,9 @@ impl Session {
     }
 
     /// Ends every other session of this session's owner ("log out everywhere
-    /// else"), returning how many went; `0` when the session has no owner.
+    /// else"), returning how many went; `0` when the session has no owner, or
+    /// is no longer stored for it (revoked or logged out elsewhere since this
+    /// request loaded it).
     ///
     /// # Errors
     ///
@@ -154,7 +162,7 @@ impl Session {
     /// # let _ = everywhere_else;
     /// ```
     pub async fn revoke_others(&self) -> Result<u64, Error> {
-        let Some(owner) = self.owner() else {
+        let Some(owner) = self.still_signed_in().await? else {
             return Ok(0);
         };
         let config = self.config();
@@ -169,5 +177,24 @@ impl Session {
                 .count(count),
         );
         Ok(count)
+    }
+
+    /// The owner, when the current session is still stored for that owner, or
+    /// was given that owner by this request (a login, checked by the
+    /// application just now): the check a request loaded before a
+    /// revocation cannot pass.
+    async fn still_signed_in(&self) -> Result<Option<String>, Error> {
+        let Some(owner) = self.owner() else {
+            return Ok(None);
+        };
+        let signed_in_here = self.loaded_owner().as_ref() != Some(&owner);
+        let Some(id) = self.id() else {
+            // Not stored yet: its owner can only come from this request.
+            return Ok(Some(owner));
+        };
+        let stored = self.config().store.load(&id).await?;
+        Ok(stored
+            .filter(|record| signed_in_here || record.owner.as_deref() == Some(owner.as_str()))
+            .map(|_| owner))
     }
 }

@@ -411,7 +411,9 @@ async fn renewed(
         record.last_seen = now;
         if new_lifetime {
             // A login starts over: remembered only if this request asks, on
-            // the device it comes from.
+            // the device it comes from (none recorded when it tells nothing:
+            // never the description of whoever made the session before).
+            record.data.remove(DEVICE_KEY);
             describe_device(&mut record, device.as_ref());
             record.created_at = now;
             record.idle_timeout = remember;
@@ -703,7 +705,8 @@ fn touch_due(record: &Record, idle_timeout: Duration, config: &Config, now: Time
 }
 
 /// Whether [`Record::last_seen`] is an extension interval or more behind
-/// `now`, so that the write that moves it comes at most once per interval.
+/// `now`: a request writes it only then (requests loading the session at once
+/// may each do so).
 fn seen_due(record: &Record, idle_timeout: Duration, config: &Config, now: Timestamp) -> bool {
     now.saturating_since(record.last_seen) >= config.extension_interval_for(idle_timeout)
 }

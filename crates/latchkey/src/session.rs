@@ -15,7 +15,7 @@ use tokio::sync::OnceCell;
 
 use crate::config::Config;
 use crate::cookie::Incoming;
-use crate::device::{DEVICE_KEY, Device};
+use crate::device::Device;
 use crate::error::Error;
 use crate::ops::Op;
 
@@ -187,15 +187,15 @@ fn refuse_reserved(key: &str) -> Result<(), Error> {
 /// Checks the limits on values about to be kept. The device description the
 /// library keeps with them does not count: it is bounded by its own settings.
 pub(crate) fn check_limits(data: &SessionData, config: &Config) -> Result<(), Error> {
-    let device_keys = usize::from(data.contains_key(DEVICE_KEY));
-    if data.len() - device_keys > config.max_keys {
+    let exempt_keys = usize::from(crate::device::exempt(data, &config.device_metadata));
+    if data.len() - exempt_keys > config.max_keys {
         return Err(Error::TooManyKeys {
             limit: config.max_keys,
         });
     }
     let size = serde_json::to_vec(data)
         .map_or(usize::MAX, |bytes| bytes.len())
-        .saturating_sub(crate::device::entry_bytes(data));
+        .saturating_sub(crate::device::entry_bytes(data, &config.device_metadata));
     if size > config.max_session_bytes {
         return Err(Error::TooLarge {
             size,
@@ -437,6 +437,14 @@ impl Session {
     /// The middleware's configuration, for the modules that reach the store.
     pub(crate) fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The owner as loaded, before this request's changes.
+    pub(crate) fn loaded_owner(&self) -> Option<String> {
+        self.state()
+            .loaded
+            .as_ref()
+            .and_then(|loaded| loaded.base.owner.clone())
     }
 
     /// The request's device, as the configuration allows it to be recorded.
