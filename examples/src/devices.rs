@@ -1,35 +1,97 @@
-//! "Your active devices": the login flow plus a list of the user's sessions and
-//! a button that logs out every other device.
+//! "Your active devices": the login flow plus the user's sessions with what
+//! they recorded about their device, signing one out or all the others, and
+//! the user's audit trail.
 //!
 //! | route | what it does |
 //! | --- | --- |
 //! | the [`crate::login`] routes | log in and out |
-//! | `GET /sessions` | the user's live sessions: created, last seen, this one marked |
-//! | `POST /sessions/revoke-others` | deletes every other session of the user, back to `/sessions` |
+//! | `GET /sessions` | the user's live sessions, most recently seen first: device, network, created, last seen, this one marked, a "Sign out" button on each other one |
+//! | `POST /sessions/revoke` | signs out the session named by the form's `id`, if it is the user's, back to `/sessions` |
+//! | `POST /sessions/revoke-others` | signs out every other session of the user, back to `/sessions` |
+//! | `GET /audit` | the user's audit events: logins, logouts, revocations |
+//!
+//! The middleware records the first 256 bytes of each new session's user
+//! agent and its client address truncated to the network ([`configure`]).
+//! The audit trail is kept in memory here ([`AuditLog`]); an application
+//! writes it to a table or a log.
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use actix_web::{HttpResponse, web};
-use latchkey::{AnyStore, Session, SessionStore as _, Timestamp};
+use latchkey::{
+    AuditEvent, ClientIp, DeviceMetadata, FlashLevel, Session, SessionId, SessionMiddlewareBuilder,
+    Timestamp,
+};
+use serde::Deserialize;
 
 use crate::html::{escape, page, see_other};
 use crate::login::{self, EMAIL_KEY};
 
-/// What the device pages need besides the session: the store and the idle
-/// timeout (to tell when a session was last seen).
-#[derive(Clone, Debug)]
+/// How many audit events the example keeps.
+const AUDIT_EVENTS_KEPT: usize = 1_000;
+
+/// The example's audit trail: the latest events, in memory.
+#[derive(Clone, Debug, Default)]
+pub struct AuditLog(Arc<Mutex<VecDeque<AuditEvent>>>);
+
+impl AuditLog {
+    /// Keeps `event`, dropping the oldest beyond the bound.
+    pub fn record(&self, event: &AuditEvent) {
+        let mut events = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if events.len() == AUDIT_EVENTS_KEPT {
+            events.pop_front();
+        }
+        events.push_back(event.clone());
+    }
+
+    /// The events concerning `owner`, newest first.
+    pub fn of(&self, owner: &str) -> Vec<AuditEvent> {
+        let events = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        events
+            .iter()
+            .rev()
+            .filter(|event| event.owner.as_deref() == Some(owner))
+            .cloned()
+            .collect()
+    }
+}
+
+/// What the device pages need besides the session.
+#[derive(Clone, Debug, Default)]
 pub struct Devices {
-    /// The store the middleware uses.
-    pub store: AnyStore,
-    /// The middleware's idle timeout.
-    pub idle_timeout: Duration,
+    /// Where the middleware sends its audit events.
+    pub audit: AuditLog,
+}
+
+/// The middleware settings the device pages rely on: device metadata with
+/// the network of the client's address, and audit events into `devices`' log.
+pub fn configure(builder: SessionMiddlewareBuilder, devices: &Devices) -> SessionMiddlewareBuilder {
+    let audit = devices.audit.clone();
+    builder
+        .device_metadata(DeviceMetadata::default().client_ip(ClientIp::Truncated))
+        .audit(move |event: &AuditEvent| {
+            tracing::info!(kind = event.kind.as_str(), owner = ?event.owner, "audit");
+            audit.record(event);
+        })
 }
 
 /// Registers the login routes and the device routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     login::routes(cfg);
     cfg.route("/sessions", web::get().to(list))
-        .route("/sessions/revoke-others", web::post().to(revoke_others));
+        .route("/sessions/revoke", web::post().to(revoke))
+        .route("/sessions/revoke-others", web::post().to(revoke_others))
+        .route("/audit", web::get().to(audit));
+}
+
+/// The sign-out-one form's fields.
+#[derive(Debug, Deserialize)]
+pub struct RevokeOne {
+    /// The session's CSRF token, from the form.
+    pub csrf_token: String,
+    /// The id (hex) of the session to sign out.
+    pub id: String,
 }
 
 fn format_time(at: Timestamp) -> String {
@@ -49,52 +111,58 @@ fn format_time(at: Timestamp) -> String {
     format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02} UTC")
 }
 
-async fn list(
-    session: Session,
-    devices: web::Data<Devices>,
-) -> Result<HttpResponse, latchkey::Error> {
-    let (Some(owner), Some(email)) = (session.owner(), session.get::<String>(EMAIL_KEY)?) else {
-        return Ok(page(
-            "Sessions",
-            r#"<p>Please login first.</p><p><a href="/">Log in</a></p>"#,
-        ));
+fn please_login() -> HttpResponse {
+    page(
+        "Sessions",
+        r#"<p>Please login first.</p><p><a href="/">Log in</a></p>"#,
+    )
+}
+
+async fn list(session: Session) -> Result<HttpResponse, latchkey::Error> {
+    let Some(email) = session
+        .get::<String>(EMAIL_KEY)?
+        .filter(|_| session.owner().is_some())
+    else {
+        return Ok(please_login());
     };
-    let mut sessions = devices.store.list_by_owner(&owner).await?;
-    sessions.sort_by_key(|(_, record)| record.created_at);
-    let current = session.id();
     let token = session.csrf_token()?;
-    let rows: String = sessions
-        .iter()
-        .map(|(id, record)| {
-            // The idle deadline is set to "last use + idle timeout" (capped by the
-            // absolute deadline), so it tells when the session was last seen.
-            let last_seen = Timestamp::from_millis(
-                record.deadlines.idle.as_millis().saturating_sub(
-                    record
-                        .idle_timeout
-                        .unwrap_or(devices.idle_timeout)
-                        .as_millis() as u64,
-                ),
-            )
-            .max(record.created_at);
-            let marker = if Some(*id) == current {
-                " (this device)"
+    let notices: String = session
+        .take_flashes()?
+        .into_iter()
+        .map(|flash| format!("<p class=\"flash\">{}</p>\n", escape(&flash.message)))
+        .collect();
+    let rows: String = session
+        .devices()
+        .await?
+        .into_iter()
+        .map(|device| {
+            let described = device.device.clone().unwrap_or_default();
+            let action = if device.current {
+                "this device".to_owned()
             } else {
-                ""
+                format!(
+                    "<form method=\"post\" action=\"/sessions/revoke\">{}<input type=\"hidden\" name=\"id\" value=\"{}\"><button type=\"submit\" class=\"revoke\">Sign out</button></form>",
+                    login::csrf_field(&token),
+                    device.id.to_hex(),
+                )
             };
             format!(
-                "<tr class=\"session\"><td>{}</td><td>{}</td><td>{}{marker}</td></tr>\n",
-                format_time(record.created_at),
-                format_time(last_seen),
-                escape(&id.to_string()),
+                "<tr class=\"session\"><td class=\"agent\">{}</td><td class=\"network\">{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>\n",
+                escape(described.user_agent.as_deref().unwrap_or("unknown device")),
+                escape(described.ip.as_deref().unwrap_or("")),
+                format_time(device.created_at),
+                format_time(device.last_seen),
+                action,
+                if device.remembered { " (remembered)" } else { "" },
             )
         })
         .collect();
     Ok(page(
         "Sessions",
         &format!(
-            "<h1>Sessions of {}</h1>\n<table>\n<tr><th>Created</th><th>Last seen</th><th>Session</th></tr>\n{rows}</table>\n\
-             <form method=\"post\" action=\"/sessions/revoke-others\">{}<button type=\"submit\" id=\"revoke\">Log out all other devices</button></form>\n{}",
+            "<h1>Sessions of {}</h1>\n{notices}<table>\n<tr><th>Device</th><th>Network</th><th>Created</th><th>Last seen</th><th></th></tr>\n{rows}</table>\n\
+             <form method=\"post\" action=\"/sessions/revoke-others\">{}<button type=\"submit\" id=\"revoke\">Log out all other devices</button></form>\n\
+             <p><a href=\"/audit\">Security log</a></p>\n{}",
             escape(&email),
             login::csrf_field(&token),
             login::logout_form(&token)
@@ -102,24 +170,73 @@ async fn list(
     ))
 }
 
+async fn revoke(
+    session: Session,
+    form: web::Form<RevokeOne>,
+) -> Result<HttpResponse, actix_web::Error> {
+    if !session.verify_csrf(&form.csrf_token) {
+        return Err(latchkey::CsrfRejected.into());
+    }
+    // The id names a session of this user or of nobody: `revoke` checks.
+    let revoked = match SessionId::from_hex(&form.id) {
+        Some(id) => session.revoke(&id).await?,
+        None => false,
+    };
+    let notice = if revoked {
+        "That device is signed out."
+    } else {
+        "That device was already signed out."
+    };
+    session.flash(FlashLevel::Info, notice)?;
+    Ok(see_other("/sessions"))
+}
+
 async fn revoke_others(
     session: Session,
-    devices: web::Data<Devices>,
     form: web::Form<login::TokenOnly>,
 ) -> Result<HttpResponse, actix_web::Error> {
     if !session.verify_csrf(&form.csrf_token) {
         return Err(latchkey::CsrfRejected.into());
     }
-    let Some(owner) = session.owner() else {
+    if session.owner().is_none() {
         return Ok(see_other("/"));
-    };
-    let revoked = devices
-        .store
-        .delete_by_owner(&owner, session.id().as_ref())
-        .await
-        .map_err(latchkey::Error::from)?;
-    tracing::info!(revoked, "logged out other devices");
+    }
+    let revoked = session.revoke_others().await?;
+    session.flash(
+        FlashLevel::Info,
+        format!("{revoked} other device(s) signed out."),
+    )?;
     Ok(see_other("/sessions"))
+}
+
+async fn audit(
+    session: Session,
+    devices: web::Data<Devices>,
+) -> Result<HttpResponse, latchkey::Error> {
+    let Some(owner) = session.owner() else {
+        return Ok(please_login());
+    };
+    let rows: String = devices
+        .audit
+        .of(&owner)
+        .iter()
+        .map(|event| {
+            let device = event.device.clone().unwrap_or_default();
+            format!(
+                "<tr class=\"event\"><td>{}</td><td class=\"kind\">{}</td><td>{}</td><td>{}</td></tr>\n",
+                format_time(event.at),
+                event.kind.as_str(),
+                escape(device.user_agent.as_deref().unwrap_or("")),
+                escape(device.ip.as_deref().unwrap_or("")),
+            )
+        })
+        .collect();
+    Ok(page(
+        "Security log",
+        &format!(
+            "<h1>Security log</h1>\n<table>\n<tr><th>When</th><th>What</th><th>Device</th><th>Network</th></tr>\n{rows}</table>\n<p><a href=\"/sessions\">Sessions</a></p>"
+        ),
+    ))
 }
 
 #[cfg(test)]

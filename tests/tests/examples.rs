@@ -21,6 +21,8 @@ struct Client<'a, S> {
     app: &'a S,
     cookie: Option<Cookie<'static>>,
     csrf_token: Option<String>,
+    /// The device's user agent and address, sent with every request.
+    device: Option<(&'static str, std::net::SocketAddr)>,
 }
 
 /// The CSRF token a page's forms carry.
@@ -40,12 +42,27 @@ where
             app,
             cookie: None,
             csrf_token: None,
+            device: None,
+        }
+    }
+
+    /// A client on a device with this user agent, from this address.
+    fn on_device(app: &'a S, agent: &'static str, address: &str) -> Self {
+        Self {
+            device: Some((agent, address.parse().unwrap())),
+            ..Self::new(app)
         }
     }
 
     async fn send(&mut self, req: test::TestRequest) -> (StatusCode, Option<String>, String) {
         let req = match &self.cookie {
             Some(cookie) => req.cookie(cookie.clone()),
+            None => req,
+        };
+        let req = match self.device {
+            Some((agent, address)) => req
+                .insert_header((header::USER_AGENT, agent))
+                .peer_addr(address),
             None => req,
         };
         let res = test::call_service(self.app, req.to_request()).await;
@@ -343,88 +360,139 @@ async fn user_sets_shows_and_destroys_the_name() {
     }
 }
 
-#[actix_rt::test]
-async fn devices_lists_sessions_and_revokes_the_others() {
-    for (backend, store) in all_backends().await {
-        let idle = login::DEFAULT_IDLE;
-        let data = Devices {
-            store: store.clone(),
-            idle_timeout: idle,
-        };
-        let app = test::init_service(
-            App::new()
-                .wrap(middleware(store, idle))
-                .app_data(web::Data::new(data))
-                .configure(devices::routes),
+latchkey_tests::on_every_store!(devices_lists_sessions_signs_out_one_or_the_others_and_logs_it);
+
+async fn devices_lists_sessions_signs_out_one_or_the_others_and_logs_it(store: AnyStore) {
+    let data = Devices::default();
+    let builder = SessionMiddleware::builder(store, Key::generate())
+        .cookie_secure(false)
+        .idle_timeout(login::DEFAULT_IDLE);
+    let sessions = devices::configure(builder, &data).build().unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(sessions)
+            .app_data(web::Data::new(data))
+            .configure(devices::routes),
+    )
+    .await;
+    let email = format!(
+        "dev-{}@example.com",
+        latchkey_testkit::servers::unique_name("u")
+    );
+    let mut laptop = Client::on_device(&app, "Laptop <Firefox>", "198.51.100.23:5000");
+    let mut phone = Client::on_device(&app, "Phone Safari", "[2001:db8:5:6::9]:443");
+    let mut tablet = Client::on_device(&app, "Tablet", "192.0.2.200:1");
+    let mut other_user = Client::new(&app);
+    for client in [&mut laptop, &mut phone, &mut tablet] {
+        client
+            .post_form("/login", &[("email", &email), ("password", "pw")])
+            .await;
+    }
+    other_user
+        .post_form(
+            "/login",
+            &[("email", "someone-else@example.com"), ("password", "pw")],
         )
         .await;
-        let email = format!(
-            "dev-{}@example.com",
-            latchkey_testkit::servers::unique_name("u")
-        );
-        let mut laptop = Client::new(&app);
-        let mut phone = Client::new(&app);
-        let mut other_user = Client::new(&app);
-        for client in [&mut laptop, &mut phone] {
-            client
-                .post_form("/login", &[("email", &email), ("password", "pw")])
-                .await;
-        }
-        other_user
-            .post_form(
-                "/login",
-                &[("email", "someone-else@example.com"), ("password", "pw")],
-            )
-            .await;
 
-        let (_, _, body) = laptop.get("/sessions").await;
-        assert_eq!(
-            body.matches("<tr class=\"session\">").count(),
-            2,
-            "{backend}: both devices listed: {body}"
-        );
-        assert_eq!(
-            body.matches("(this device)").count(),
-            1,
-            "{backend}: the current one is marked"
-        );
-        assert!(
-            body.contains("UTC"),
-            "{backend}: created and last-seen times"
-        );
+    let (_, _, body) = laptop.get("/sessions").await;
+    assert_eq!(body.matches("<tr class=\"session\">").count(), 3, "{body}");
+    assert_eq!(
+        body.matches("this device").count(),
+        1,
+        "the current one is marked"
+    );
+    assert!(
+        body.contains("Laptop &lt;Firefox&gt;"),
+        "agents, escaped: {body}"
+    );
+    assert!(body.contains("Phone Safari"), "{body}");
+    assert!(
+        body.contains("198.51.100.0"),
+        "networks, not addresses: {body}"
+    );
+    assert!(body.contains("2001:db8:5::"), "{body}");
+    assert!(!body.contains("198.51.100.23"), "{body}");
+    assert!(body.contains("UTC"), "created and last-seen times");
 
-        let (status, location, _) = laptop.post("/sessions/revoke-others").await;
-        assert_eq!(
-            (status, location.as_deref()),
-            (StatusCode::SEE_OTHER, Some("/sessions")),
-            "{backend}"
-        );
-        assert!(
-            phone.get("/admin").await.2.contains("Please login first."),
-            "{backend}: the phone is logged out"
-        );
-        assert!(
-            laptop.get("/admin").await.2.contains("Hello"),
-            "{backend}: the laptop stays"
-        );
-        assert!(
-            other_user.get("/admin").await.2.contains("Hello"),
-            "{backend}: other users stay"
-        );
-        let (_, _, body) = laptop.get("/sessions").await;
-        assert_eq!(
-            body.matches("<tr class=\"session\">").count(),
-            1,
-            "{backend}"
-        );
+    // Sign out the phone by the id its row posts.
+    let row = body
+        .lines()
+        .find(|line| line.contains("Phone Safari"))
+        .expect("the phone's row");
+    let id_at =
+        row.find(r#"name="id" value=""#).expect("a sign-out form") + r#"name="id" value=""#.len();
+    let phone_id = row[id_at..id_at + 64].to_owned();
+    let (status, location, _) = laptop
+        .post_read_form("/sessions/revoke", &[("id", &phone_id)])
+        .await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/sessions"))
+    );
+    assert!(
+        laptop
+            .get("/sessions")
+            .await
+            .2
+            .contains("That device is signed out.")
+    );
+    assert!(
+        phone.get("/admin").await.2.contains("Please login first."),
+        "the phone is out"
+    );
+    // The other user cannot sign out the laptop by naming one of its ids.
+    let (_, _, body) = laptop.get("/sessions").await;
+    let tablet_row = body
+        .lines()
+        .find(|line| line.contains("Tablet"))
+        .expect("the tablet's row");
+    let id_at = tablet_row.find(r#"name="id" value=""#).unwrap() + r#"name="id" value=""#.len();
+    let tablet_id = tablet_row[id_at..id_at + 64].to_owned();
+    other_user.get("/admin").await;
+    other_user
+        .post_read_form("/sessions/revoke", &[("id", &tablet_id)])
+        .await;
+    assert!(
+        tablet.get("/admin").await.2.contains("Hello"),
+        "not someone else's to end"
+    );
 
-        assert!(
-            Client::new(&app)
-                .get("/sessions")
-                .await
-                .2
-                .contains("Please login first."),
-            "{backend}"
-        );
-    }
+    let (status, location, _) = laptop.post_form("/sessions/revoke-others", &[]).await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/sessions"))
+    );
+    assert!(tablet.get("/admin").await.2.contains("Please login first."));
+    assert!(
+        laptop.get("/admin").await.2.contains("Hello"),
+        "the laptop stays"
+    );
+    assert!(
+        other_user.get("/admin").await.2.contains("Hello"),
+        "other users stay"
+    );
+    let (_, _, body) = laptop.get("/sessions").await;
+    assert_eq!(body.matches("<tr class=\"session\">").count(), 1);
+
+    let (_, _, log) = laptop.get("/audit").await;
+    let kinds: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("class=\"kind\""))
+        .filter_map(|line| line.split("class=\"kind\">").nth(1)?.split('<').next())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["revoked_others", "revoked_one", "login", "login", "login"],
+        "newest first: {log}"
+    );
+    assert!(!log.contains("someone-else"), "only this user's events");
+
+    assert!(
+        Client::new(&app)
+            .get("/sessions")
+            .await
+            .2
+            .contains("Please login first.")
+    );
 }

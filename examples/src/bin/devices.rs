@@ -16,17 +16,15 @@ async fn main() -> std::io::Result<()> {
 
     let store = options.store().await?;
     let idle_timeout = options.idle_timeout(login::DEFAULT_IDLE);
-    let sessions = SessionMiddleware::builder(store.clone(), options.key()?)
+    let devices = Devices::default();
+    let builder = SessionMiddleware::builder(store, options.key()?)
         .cookie_secure(options.secure_cookie)
-        .idle_timeout(idle_timeout)
+        .idle_timeout(idle_timeout);
+    let sessions = devices::configure(builder, &devices)
         .build()
         .map_err(std::io::Error::other)?;
     support::serve_metrics(options.metrics_port, sessions.metrics())?;
-    // The device list reads the owner index of the same store.
-    let devices = web::Data::new(Devices {
-        store,
-        idle_timeout,
-    });
+    let devices = web::Data::new(devices);
 
     tracing::info!("devices listening on http://127.0.0.1:{}/", options.port);
     HttpServer::new(move || {

@@ -14,16 +14,15 @@ async fn main() -> std::io::Result<()> {
     support::init_tracing();
     let store = options.store().await?;
     let idle_timeout = options.idle_timeout(login::DEFAULT_IDLE);
-    let sessions = SessionMiddleware::builder(store.clone(), options.key()?)
+    let devices = Devices::default();
+    let builder = SessionMiddleware::builder(store, options.key()?)
         .cookie_secure(options.secure_cookie)
-        .idle_timeout(idle_timeout)
+        .idle_timeout(idle_timeout);
+    let sessions = devices::configure(builder, &devices)
         .build()
         .map_err(std::io::Error::other)?;
     support::serve_metrics(options.metrics_port, sessions.metrics())?;
-    let devices = web::Data::new(Devices {
-        store,
-        idle_timeout,
-    });
+    let devices = web::Data::new(devices);
     HttpServer::new(move || {
         App::new()
             .wrap(sessions.clone())
