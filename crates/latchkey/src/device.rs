@@ -231,7 +231,7 @@ fn truncate(text: &str, max: usize) -> String {
 /// ```
 /// use latchkey::{Device, SessionStore};
 ///
-/// async fn devices(store: &impl SessionStore, owner: &str) -> Result<Vec<String>, latchkey::StoreError> {
+/// async fn devices<S: SessionStore>(store: &S, owner: &str) -> Result<Vec<String>, latchkey::StoreError> {
 ///     Ok(store
 ///         .list_by_owner(owner)
 ///         .await?
