@@ -360,6 +360,10 @@ fn run_workload(
     })
 }
 
+/// A desktop browser's user agent, for the sessions the read and counter
+/// workloads use: latchkey records it with each session.
+const BROWSER_USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
 /// Creates `count` sessions through `GET /new`, returning each one's `Cookie` value.
 async fn create_sessions(base: &str, count: usize) -> Result<Vec<String>, Error> {
     let client = awc::Client::default();
@@ -367,6 +371,7 @@ async fn create_sessions(base: &str, count: usize) -> Result<Vec<String>, Error>
     for _ in 0..count {
         let res = client
             .get(format!("{base}{}", Workload::New.path()))
+            .insert_header(("User-Agent", BROWSER_USER_AGENT))
             .send()
             .await
             .map_err(|e| format!("setup request failed: {e}"))?;

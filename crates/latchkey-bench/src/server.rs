@@ -77,8 +77,15 @@ pub async fn serve(kind: Kind, port: u16, backends: Backends) -> std::io::Result
         | Kind::LatchkeyRedisCached => {
             let store = latchkey_store(kind, &backends).await?;
             HttpServer::new(move || {
+                // Every session carries a device description (with the
+                // network of the client) and a CSRF token, as an application
+                // using them would: they must cost no store round trip.
                 let sessions = SessionMiddleware::builder(store.clone(), key.clone())
                     .cookie_secure(false)
+                    .device_metadata(
+                        latchkey::DeviceMetadata::default()
+                            .client_ip(latchkey::ClientIp::Truncated),
+                    )
                     .build()
                     .unwrap_or_else(|_| SessionMiddleware::new(store.clone(), key.clone()));
                 App::new()
@@ -201,6 +208,7 @@ async fn redis_store(backends: &Backends) -> std::io::Result<latchkey::redis::Re
 
 async fn latchkey_new(session: Session) -> Result<String, latchkey::Error> {
     session.insert("user", next_user())?;
+    session.csrf_token()?;
     Ok("new".into())
 }
 
