@@ -7,7 +7,7 @@ use actix_web::body::MessageBody;
 use actix_web::cookie::{Cookie, CookieJar, Key};
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test;
-use latchkey::SessionToken;
+use latchkey::store::SessionToken;
 
 /// The cookie name the flow tests use (the middleware's default).
 pub const COOKIE: &str = "id";

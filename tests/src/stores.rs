@@ -9,10 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use latchkey_testkit::servers::unique_name;
 
-use latchkey::{
-    AnyStore, Deadlines, DeleteOutcome, Record, RuntimeSlot, SaveOutcome, SessionId, SessionStore,
-    StoreError, Timestamp,
-};
+use latchkey::store::{Deadlines, DeleteOutcome, Record, RuntimeSlot, SaveOutcome, SessionStore};
+use latchkey::{AnyStore, SessionId, StoreError, Timestamp};
 
 /// Every backend, by name, each isolated from other tests: a fresh memory store,
 /// the real Redis at `REDIS_URL` under a unique key prefix, and the real

@@ -13,7 +13,7 @@ use actix_web::cookie::{Cookie, Key, time};
 use actix_web::dev::ServiceResponse;
 use actix_web::{App, HttpResponse, test, web};
 use latchkey::bridge::ActixSessionStore;
-use latchkey::{SessionStore as _, SessionToken};
+use latchkey::store::{SessionStore as _, SessionToken};
 use latchkey_tests::stores::all_backends;
 
 fn routes(cfg: &mut web::ServiceConfig) {

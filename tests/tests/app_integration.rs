@@ -11,7 +11,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{StatusCode, header};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpResponse, test, web};
-use latchkey::SessionStore as _;
+use latchkey::store::SessionStore as _;
 use latchkey::testing::TestSessions;
 use latchkey::{
     AnyStore, Authenticated, AuthenticatedConfig, Session, SessionExt as _, SessionMiddleware,
@@ -29,7 +29,7 @@ on_every_store!(
     guards_read_a_session_loaded_before_routing,
 );
 
-fn middleware(store: impl latchkey::SessionStore, key: &Key) -> SessionMiddleware {
+fn middleware(store: impl latchkey::store::SessionStore, key: &Key) -> SessionMiddleware {
     SessionMiddleware::builder(store, key.clone())
         .cookie_secure(false)
         .build()

@@ -7,8 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use latchkey::Timestamp;
 use latchkey::cache::CachedStore;
-use latchkey::{Deadlines, Record, SaveOutcome, SessionStore, SessionToken, Timestamp};
+use latchkey::store::{Deadlines, Record, SaveOutcome, SessionStore, SessionToken};
 use latchkey_tests::stores::{Calls, CountingStore, PausingStore, redis_store};
 
 fn record() -> Record {

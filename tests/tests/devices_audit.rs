@@ -10,9 +10,10 @@ use actix_web::cookie::{Cookie, Key};
 use actix_web::http::header;
 use actix_web::http::header::HeaderName;
 use actix_web::{App, test, web};
+use latchkey::store::{Deadlines, DeleteOutcome, Record, SaveOutcome, SessionStore};
 use latchkey::{
-    AnyStore, AuditEvent, AuditKind, ClientIp, Deadlines, DeleteOutcome, DeviceMetadata, Record,
-    SaveOutcome, Session, SessionId, SessionMiddleware, SessionStore, StoreError, Timestamp,
+    AnyStore, AuditEvent, AuditKind, ClientIp, DeviceMetadata, Session, SessionId,
+    SessionMiddleware, StoreError, Timestamp,
 };
 use latchkey_tests::http::{body, get, post, session_cookie, token_of};
 use latchkey_tests::on_every_store;
@@ -162,7 +163,10 @@ fn from_device(
 fn unique(user: &str) -> String {
     format!(
         "{user}-{}",
-        latchkey::SessionToken::generate().unwrap().id().to_hex()
+        latchkey::store::SessionToken::generate()
+            .unwrap()
+            .id()
+            .to_hex()
     )
 }
 
@@ -292,7 +296,7 @@ async fn revoke_ends_only_the_owners_own_sessions(store: AnyStore) {
     );
     let res = post(
         &app,
-        &revoke(latchkey::SessionToken::generate().unwrap().id()),
+        &revoke(latchkey::store::SessionToken::generate().unwrap().id()),
         Some(&laptop),
     )
     .await;

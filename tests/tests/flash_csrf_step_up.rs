@@ -27,7 +27,7 @@ on_every_store!(
     one_time_tokens_are_bounded_and_dropped_by_a_login,
 );
 
-fn middleware(store: impl latchkey::SessionStore, key: &Key) -> SessionMiddleware {
+fn middleware(store: impl latchkey::store::SessionStore, key: &Key) -> SessionMiddleware {
     SessionMiddleware::builder(store, key.clone())
         .cookie_secure(false)
         .build()

@@ -10,9 +10,8 @@ use actix_web::cookie::{Cookie, CookieJar, Key};
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpResponse, test, web};
-use latchkey::{
-    AnyStore, Session, SessionMiddleware, SessionMiddlewareBuilder, SessionStore, SessionToken,
-};
+use latchkey::store::{SessionStore, SessionToken};
+use latchkey::{AnyStore, Session, SessionMiddleware, SessionMiddlewareBuilder};
 use latchkey_tests::http::{body, get, post, session_cookie, token_of};
 use latchkey_tests::stores::{Calls, CountingStore, FailingStore, INTERNAL_DETAIL, all_backends};
 use tokio::sync::Notify;

@@ -15,7 +15,8 @@ use actix_web::cookie::{Cookie, CookieJar, Key};
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::{App, test, web};
-use latchkey::{Session, SessionMiddleware, SessionStore, SessionToken};
+use latchkey::store::{SessionStore, SessionToken};
+use latchkey::{Session, SessionMiddleware};
 use latchkey_tests::stores::{Calls, CountingStore, all_backends};
 
 const NAME: &str = "id";

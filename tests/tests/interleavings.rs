@@ -12,10 +12,8 @@
 
 #![allow(clippy::panic)]
 
-use latchkey::{
-    AnyStore, Deadlines, DeleteOutcome, Record, SaveOutcome, SessionId, SessionStore, StoreError,
-    Timestamp,
-};
+use latchkey::store::{Deadlines, DeleteOutcome, Record, SaveOutcome, SessionStore};
+use latchkey::{AnyStore, SessionId, StoreError, Timestamp};
 use latchkey_testkit::explorer::{Action, Exploration, Report, Scenario, Step, explore};
 use latchkey_tests::stores::{postgres_store, redis_store};
 

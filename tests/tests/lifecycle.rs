@@ -12,9 +12,10 @@ use actix_web::cookie::{Cookie, Key};
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{App, FromRequest, HttpRequest, test, web};
+use latchkey::store::{Deadlines, DeleteOutcome, Record, SaveOutcome, SessionStore};
 use latchkey::{
-    AnyStore, Deadlines, DeleteOutcome, IdleExtension, Record, SaveOutcome, Session, SessionId,
-    SessionMiddleware, SessionMiddlewareBuilder, SessionStore, StoreError, Timestamp,
+    AnyStore, IdleExtension, Session, SessionId, SessionMiddleware, SessionMiddlewareBuilder,
+    StoreError, Timestamp,
 };
 use latchkey_tests::http::{get, post, session_cookie, token_of};
 use latchkey_tests::stores::{CountingStore, PausingStore, all_backends};
@@ -385,7 +386,7 @@ enum Slowness {
 }
 
 impl SessionStore for SlowSaves {
-    fn runtime_slot(&self) -> Option<&latchkey::RuntimeSlot> {
+    fn runtime_slot(&self) -> Option<&latchkey::store::RuntimeSlot> {
         self.0.runtime_slot()
     }
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::cookie::{Cookie, CookieJar, Key};
 use actix_web::{App, test};
-use latchkey::{AnyStore, SessionMiddleware, SessionToken};
+use latchkey::store::SessionToken;
+use latchkey::{AnyStore, SessionMiddleware};
 use latchkey_examples::login;
 use latchkey_tests::stores::{FailingStore, all_backends};
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use actix_web::cookie::Key;
 use actix_web::{App, HttpResponse, test, web};
-use latchkey::{AnyStore, Session, SessionMiddleware, SessionStore as _};
+use latchkey::store::SessionStore as _;
+use latchkey::{AnyStore, Session, SessionMiddleware};
 use latchkey_tests::http::{body, get, post, session_cookie, token_of};
 use latchkey_tests::on_every_store;
 
@@ -112,12 +113,12 @@ async fn load_by_cookie(
     store: &AnyStore,
     cookie: &actix_web::cookie::Cookie<'static>,
     key: &Key,
-) -> Option<latchkey::Record> {
+) -> Option<latchkey::store::Record> {
     store.load(&token_of(cookie, key).id()).await.unwrap()
 }
 
 /// How long until the record's idle deadline.
-fn idle_remaining(record: &latchkey::Record) -> Duration {
+fn idle_remaining(record: &latchkey::store::Record) -> Duration {
     record
         .deadlines
         .idle

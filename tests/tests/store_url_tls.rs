@@ -7,7 +7,8 @@
 
 use std::time::Duration;
 
-use latchkey::{Deadlines, Record, SessionStore as _, SessionToken, Timestamp};
+use latchkey::Timestamp;
+use latchkey::store::{Deadlines, Record, SessionStore as _, SessionToken};
 use latchkey_testkit::servers::{PrivatePostgres, PrivateRedis, unique_name};
 use latchkey_testkit::tls::TestCertificates;
 

@@ -13,7 +13,8 @@ use std::time::Duration;
 use actix_web::cookie::Key;
 use actix_web::http::StatusCode;
 use actix_web::{App, test, web};
-use latchkey::{AnyStore, Session, SessionMiddleware, SessionStore};
+use latchkey::store::SessionStore;
+use latchkey::{AnyStore, Session, SessionMiddleware};
 use latchkey_testkit::servers::{CuttingProxy, database_url, redis_url, unique_name};
 use latchkey_tests::http::{post, session_cookie, token_of};
 

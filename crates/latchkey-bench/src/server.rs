@@ -7,7 +7,8 @@ use std::time::Duration;
 use actix_web::cookie::{Cookie, Key};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use latchkey::{AnyStore, Session, SessionMiddleware, SessionToken};
+use latchkey::store::SessionToken;
+use latchkey::{AnyStore, Session, SessionMiddleware};
 use redis::aio::ConnectionManager;
 
 use crate::Kind;
@@ -278,7 +279,7 @@ fn raw_sid(req: &HttpRequest) -> Option<String> {
     req.cookie(RAW_COOKIE).map(|c| c.value().to_owned())
 }
 
-fn new_sid() -> Result<String, latchkey::TokenError> {
+fn new_sid() -> Result<String, latchkey::store::TokenError> {
     SessionToken::generate().map(|t| t.encode())
 }
 

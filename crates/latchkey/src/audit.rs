@@ -24,7 +24,7 @@ pub enum AuditKind {
     /// other sessions.
     RevokedOne,
     /// [`Session::revoke_others`](crate::Session::revoke_others) deleted the
-    /// owner's other sessions; [`AuditEvent::count`] says how many.
+    /// owner's other sessions; the event's `count` says how many.
     RevokedOthers,
     /// A verified cookie named a session that is no longer stored: it expired,
     /// or was revoked or logged out elsewhere.

@@ -229,7 +229,8 @@ fn truncate(text: &str, max: usize) -> String {
 /// # Examples
 ///
 /// ```
-/// use latchkey::{Device, SessionStore};
+/// use latchkey::Device;
+/// use latchkey::store::SessionStore;
 ///
 /// async fn devices<S: SessionStore>(store: &S, owner: &str) -> Result<Vec<String>, latchkey::StoreError> {
 ///     Ok(store

@@ -42,7 +42,7 @@
 //! | `test-util` | `testing::TestSessions`: requests with seeded sessions, and the session as saved, for handler tests | no |
 //! | `metrics` | every counter and a store-latency histogram through the `metrics` facade, with a `store` label | no |
 //!
-//! Every store implements [`SessionStore`] and passes the same conformance suite
+//! Every store implements [`store::SessionStore`] and passes the same conformance suite
 //! (`latchkey-testkit`), so switching is one line. [`store_from_url`] picks one
 //! from configuration at run time (`memory`, `redis://…`, `redis-cluster://…`,
 //! `postgres://…`), as an [`AnyStore`].
@@ -137,16 +137,31 @@ pub use self::devices::DeviceSession;
 pub use self::error::Error;
 pub use self::flash::{Flash, FlashLevel};
 pub use self::metrics::{MetricsSnapshot, SessionMetrics};
-pub use self::middleware::{SessionMiddleware, SessionService};
+pub use self::middleware::SessionMiddleware;
+// Named by actix-web's `Transform` impl; applications never write it.
+#[doc(hidden)]
+pub use self::middleware::SessionService;
 pub use self::request_ext::{SessionExt, SessionGuardExt};
 pub use self::session::{Session, SessionStatus};
 pub use self::step_up::{RecentlyAuthenticated, StepUpConfig, StepUpRequired};
 pub use self::store_url::{StoreUrlError, store_from_url};
 
-pub use latchkey_core::{
-    AnyStore, Deadlines, DeleteOutcome, Record, RuntimeSlot, SaveOutcome, SessionData, SessionId,
-    SessionStore, SessionToken, StoreError, Timestamp, TokenError,
-};
+pub use latchkey_core::{AnyStore, SessionId, StoreError, Timestamp};
+
+/// The store contract: what a session backend implements, and the types it
+/// trades in.
+///
+/// Applications pick a store (`memory`, `redis`, `postgres`, or
+/// [`store_from_url`]) and rarely need this module;
+/// a crate adding a backend implements [`SessionStore`](latchkey_core::SessionStore) and checks it with
+/// `latchkey-testkit`'s conformance suite, which runs every promise of the
+/// contract against a real instance.
+pub mod store {
+    pub use latchkey_core::{
+        AnyStore, Deadlines, DeleteOutcome, Record, RuntimeSlot, SaveOutcome, SessionData,
+        SessionId, SessionStore, SessionToken, StoreError, Timestamp, TokenError,
+    };
+}
 
 /// The guides of the repository's `docs/` folder, here so that their examples
 /// are compiled and tested with the crate.
