@@ -124,6 +124,18 @@ fn exhaustive() -> Vec<Scenario> {
             .request([Revoke])
             .request([Login, Append])
             .action(Action::DeleteByOwner),
+        Scenario::new("revoke races an owner change")
+            .request([Revoke])
+            .request([ChangeOwner, Append]),
+        Scenario::new("one-time token consumed twice in one request")
+            .request([ConsumeCsrf, ConsumeCsrf])
+            .request([Append]),
+        Scenario::new("one-time token consumed by a renewing request")
+            .request([ConsumeCsrf, Renew, Append])
+            .request([ConsumeCsrf]),
+        Scenario::new("one-time token consumed after a login")
+            .request([Login, ConsumeCsrf])
+            .request([ConsumeCsrf]),
     ]
 }
 
@@ -140,6 +152,10 @@ fn sampled() -> Vec<Scenario> {
             .request([Renew, Append])
             .action(Action::Delete)
             .action(Action::DeleteByOwner),
+        Scenario::new("two revokes race an append")
+            .request([Revoke])
+            .request([Revoke])
+            .request([Append]),
         Scenario::new("everything at once")
             .request([Append, Insert("a".into())])
             .request([Renew, Append])
@@ -253,6 +269,15 @@ async fn the_explorer_notices_a_one_time_token_accepted_twice() {
         .request([Step::ConsumeCsrf]);
     let rule = violation_with(Flaw::BlindSave, &scenario).await;
     assert!(rule.contains("more than once"), "{rule}");
+}
+
+#[actix_web::test]
+async fn the_explorer_notices_a_revoke_of_a_session_given_to_another_owner() {
+    let scenario = Scenario::new("revoke races an owner change")
+        .request([Step::Revoke])
+        .request([Step::ChangeOwner]);
+    let rule = violation_with(Flaw::BlindRetire, &scenario).await;
+    assert!(rule.contains("another owner"), "{rule}");
 }
 
 #[actix_web::test]

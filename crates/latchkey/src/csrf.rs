@@ -159,13 +159,15 @@ impl Session {
 
     /// Consumes a token from [`one_time_csrf_token`](Self::one_time_csrf_token):
     /// `true` the first time it is submitted, `false` for any other token and
-    /// for every later submission of this one.
+    /// for every later submission of this one. A token issued in this same
+    /// request is not stored yet, and answers `false`.
     ///
     /// The token is removed from the stored session right away, in one
-    /// compare-and-set, before this returns: of two requests submitting one
-    /// token at once, on any instances, exactly one gets `true`. When the
-    /// store fails or times out the answer is an error, and the token may be
-    /// spent or not: it is never accepted twice.
+    /// compare-and-set, before this returns: of requests submitting one token
+    /// at once, on any instances, at most one gets `true`, and one does unless
+    /// the session gets a new id, ends or keeps changing meanwhile (the
+    /// retries run out). When the store fails or times out the answer is an
+    /// error, and the token may be spent or not: it is never accepted twice.
     ///
     /// # Errors
     ///

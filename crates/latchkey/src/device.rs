@@ -286,9 +286,12 @@ pub(crate) fn entry_bytes(data: &SessionData, metadata: &DeviceMetadata) -> usiz
         return 0;
     };
     let within_bounds = Device::deserialize(value).is_ok_and(|device| {
-        device.user_agent.is_none_or(|agent| {
-            agent.len() <= metadata.user_agent_bytes.max(DEFAULT_USER_AGENT_BYTES)
-        }) && device.ip.is_none_or(|ip| ip.len() <= MAX_ADDRESS_BYTES)
+        // Nothing but the fields of a description: no padding beside them.
+        device.to_value().as_ref() == Some(value)
+            && device.user_agent.is_none_or(|agent| {
+                agent.len() <= metadata.user_agent_bytes.max(DEFAULT_USER_AGENT_BYTES)
+            })
+            && device.ip.is_none_or(|ip| ip.len() <= MAX_ADDRESS_BYTES)
     });
     if !within_bounds {
         return 0;
@@ -410,6 +413,13 @@ mod tests {
             entry_bytes(&data, &DeviceMetadata::default()),
             0,
             "past the bound: counted"
+        );
+        let padded = serde_json::json!({"user_agent": "x", "pad": "y".repeat(500)});
+        data.insert(DEVICE_KEY.into(), padded);
+        assert_eq!(
+            entry_bytes(&data, &DeviceMetadata::default()),
+            0,
+            "padded: counted"
         );
     }
 }

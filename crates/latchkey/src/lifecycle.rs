@@ -707,7 +707,12 @@ fn touch_due(record: &Record, idle_timeout: Duration, config: &Config, now: Time
 /// Whether [`Record::last_seen`] is an extension interval or more behind
 /// `now`: a request writes it only then (requests loading the session at once
 /// may each do so).
-fn seen_due(record: &Record, idle_timeout: Duration, config: &Config, now: Timestamp) -> bool {
+pub(crate) fn seen_due(
+    record: &Record,
+    idle_timeout: Duration,
+    config: &Config,
+    now: Timestamp,
+) -> bool {
     now.saturating_since(record.last_seen) >= config.extension_interval_for(idle_timeout)
 }
 
@@ -732,7 +737,7 @@ fn extension_due(
 /// The deadlines a save writes: the idle one moved when the policy extends on
 /// changes and the extension is due (so most saves leave the deadlines as
 /// loaded); the absolute one never.
-fn saved_deadlines(
+pub(crate) fn saved_deadlines(
     deadlines: Deadlines,
     idle_timeout: Duration,
     config: &Config,

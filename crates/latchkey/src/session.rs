@@ -404,6 +404,14 @@ impl Session {
             let Some(answer) = edit(&mut next.data) else {
                 return Ok(None);
             };
+            // A change like any other: it extends the session as a save would.
+            let now = Timestamp::now();
+            let idle_timeout = crate::lifecycle::idle_timeout_of(&next, &self.config);
+            next.deadlines =
+                crate::lifecycle::saved_deadlines(next.deadlines, idle_timeout, &self.config, now);
+            if crate::lifecycle::seen_due(&next, idle_timeout, &self.config, now) {
+                next.last_seen = now;
+            }
             match store.save(&id, &next, record.version).await? {
                 SaveOutcome::Saved(version) => {
                     let mut state = self.state();
@@ -416,6 +424,8 @@ impl Session {
                         && loaded.base.version == record.version
                     {
                         loaded.base.version = version;
+                        loaded.base.deadlines = next.deadlines;
+                        loaded.base.last_seen = next.last_seen;
                     }
                     return Ok(Some(answer));
                 }

@@ -48,8 +48,8 @@ fn follow(
                         lineage.renewed_by = Some(*actor);
                         false
                     }
-                    // A revoke runs in the handler, before any renewal of
-                    // the same request creates a successor.
+                    // The revoking request runs on the other session, which
+                    // it never renews: its delete of this one is the revoke.
                     None if scenario.has_step(*actor, &Step::Revoke) => true,
                     None => {
                         return Err(format!(
@@ -114,6 +114,9 @@ pub(super) async fn run<S: SessionStore>(
     // Every session the run may have left alive: the logged-in one, every one
     // created, and every one a cookie points at.
     let mut candidates: BTreeSet<SessionId> = BTreeSet::from([initial.id]);
+    if let Some((sibling, _)) = &initial.sibling {
+        candidates.insert(*sibling);
+    }
     for (_, call) in calls {
         if let Call::Create(id) = call {
             candidates.insert(*id);
@@ -176,17 +179,50 @@ async fn judge<S: SessionStore>(
             .map(|(request, _)| *request)
             .collect::<Vec<usize>>()
     };
-    if observed("revoked")
-        .iter()
-        .any(|_| lineage.current.is_some())
-    {
-        return Err(format!(
-            "a revoke answered true, yet session {:?} lives on",
-            lineage.current
-        ));
+    let revoked_at = |request: usize| {
+        calls.iter().position(|(actor, call)| {
+            *actor == request
+                && *call == Call::DeleteAtVersion(initial.id, Some(DeleteOutcome::Deleted))
+        })
+    };
+    let answered = observed("revoked");
+    for request in (0..scenario.requests.len()).filter(|&r| scenario.has_step(r, &Step::Revoke)) {
+        let deleted = revoked_at(request);
+        if deleted.is_some() != answered.contains(&request) {
+            return Err(format!(
+                "r{request}'s revoke answered {} but its delete {}",
+                answered.contains(&request),
+                if deleted.is_some() {
+                    "removed the session"
+                } else {
+                    "did not"
+                }
+            ));
+        }
+        let given_away = calls.iter().position(|(actor, call)| {
+            scenario.has_step(*actor, &Step::ChangeOwner)
+                && matches!(call, Call::Save(id, Some(SaveOutcome::Saved(_))) if *id == initial.id)
+        });
+        if let (Some(deleted), Some(given_away)) = (deleted, given_away)
+            && deleted > given_away
+        {
+            return Err(format!(
+                "r{request} revoked the session after call {given_away} gave it another owner"
+            ));
+        }
     }
     let consumers = observed("consumed");
-    if consumers.len() > 1 {
+    let acceptances: usize = responses
+        .values()
+        .map(|response| {
+            response
+                .observed
+                .iter()
+                .filter(|o| *o == "consumed")
+                .count()
+        })
+        .sum();
+    if acceptances > 1 {
         return Err(format!(
             "the one-time token was accepted by {consumers:?}: more than once"
         ));

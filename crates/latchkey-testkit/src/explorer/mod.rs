@@ -34,8 +34,9 @@
 //! - **flashes are never lost**: every flash a committed request added is
 //!   still stored or was shown, and none a committed request showed is still
 //!   stored (two requests loading at once may both show one);
-//! - **a revoked session stays revoked**: a `revoke` that answered `true`
-//!   ended the session;
+//! - **revoke answers what it did**: a `revoke` answers `true` exactly when
+//!   its own delete removed the session, and never deletes it once a save
+//!   gave it another owner;
 //! - no request fails with a store error.
 //!
 //! # Examples
@@ -114,9 +115,12 @@ pub enum Step {
     Flash,
     /// `take_flashes()`: the flashes shown are reported.
     TakeFlashes,
-    /// `revoke` of the logged-in session by its id, owner-checked, as the
-    /// owner's other device would.
+    /// `revoke` of the logged-in session by its id, from the owner's other
+    /// device: a request with this step carries the cookie of a second
+    /// session of the same owner, made when any request has this step.
     Revoke,
+    /// `set_owner` to another user than the session's.
+    ChangeOwner,
 }
 
 /// Something done to the session outside any request, as one store call.
@@ -384,6 +388,8 @@ struct Initial {
     id: SessionId,
     owner: String,
     record: Record,
+    /// The owner's second session, for the requests that revoke from it.
+    sibling: Option<(SessionId, SessionToken)>,
 }
 
 /// What one handler runs.
@@ -393,6 +399,8 @@ struct Script {
     number: usize,
     owner: String,
     steps: Vec<Step>,
+    /// The logged-in session, which `Revoke` ends.
+    target: SessionId,
 }
 
 async fn run_script(
@@ -433,12 +441,11 @@ async fn run_script(
                 }
             }
             Step::Revoke => {
-                if let Some(id) = session.id()
-                    && session.revoke(&id).await?
-                {
+                if session.revoke(&script.target).await? {
                     observed.push("revoked".to_owned());
                 }
             }
+            Step::ChangeOwner => session.set_owner(format!("other-{}", script.owner)),
         }
     }
     Ok(HttpResponse::Ok().body(observed.join("\n")))
@@ -480,7 +487,32 @@ async fn log_in<S: SessionStore>(
         .await
         .map_err(|e| failure(scenario, format!("setting up: {e}")))?;
     record.version = 1;
-    Ok((Initial { id, owner, record }, token))
+    let sibling = if scenario
+        .requests
+        .iter()
+        .any(|steps| steps.contains(&Step::Revoke))
+    {
+        let token = random()?;
+        let mut other = Record::new(now, Deadlines::starting_at(now, IDLE_TIMEOUT, LIFETIME));
+        other.data.insert("sibling".into(), true.into());
+        other.owner = Some(owner.clone());
+        store
+            .create(&token.id(), &other)
+            .await
+            .map_err(|e| failure(scenario, format!("setting up: {e}")))?;
+        Some((token.id(), token))
+    } else {
+        None
+    };
+    Ok((
+        Initial {
+            id,
+            owner,
+            record,
+            sibling,
+        },
+        token,
+    ))
 }
 
 fn signed_cookie(token: &SessionToken, key: &Key) -> Cookie<'static> {
@@ -549,13 +581,14 @@ where
             number,
             owner: initial.owner.clone(),
             steps: steps.clone(),
+            target: initial.id,
         };
-        let (cookie, key, hub, responses) = (
-            cookie.clone(),
-            key.clone(),
-            Arc::clone(&hub),
-            Rc::clone(&responses),
-        );
+        let cookie = match &initial.sibling {
+            Some((_, sibling)) if steps.contains(&Step::Revoke) => signed_cookie(sibling, key),
+            _ => cookie.clone(),
+        };
+        let (cookie, key, hub, responses) =
+            (cookie, key.clone(), Arc::clone(&hub), Rc::clone(&responses));
         actix_web::rt::spawn(async move {
             let app = test::init_service(
                 App::new()
