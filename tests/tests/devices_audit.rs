@@ -71,6 +71,15 @@ fn routes(cfg: &mut web::ServiceConfig) {
         }),
     )
     .route(
+        "/slow-logout",
+        web::post().to(|session: Session| async move {
+            let _ = session.get_value("anything");
+            actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+            session.purge();
+            "out"
+        }),
+    )
+    .route(
         "/visit",
         web::get().to(|session: Session| async move {
             let _ = session.get_value("anything");
@@ -514,18 +523,37 @@ async fn the_audit_trail_tells_what_happened_without_tokens(store: AnyStore) {
     );
 
     // The revoked phone comes back: its session is gone.
-    get(&app, "/visit", Some(&phone)).await;
+    let visit = test::TestRequest::get().uri("/visit");
+    test::call_service(
+        &app,
+        from_device(visit, "Phone/2", "198.51.100.30", Some(&phone)),
+    )
+    .await;
     // A forged cookie.
-    get(&app, "/visit", Some(&Cookie::new("id", "forged"))).await;
+    let forged = Cookie::new("id", "forged");
+    let visit = test::TestRequest::get().uri("/visit");
+    test::call_service(
+        &app,
+        from_device(visit, "Forger/1", "203.0.113.13", Some(&forged)),
+    )
+    .await;
     let observed: Vec<_> = taken(&events)
         .into_iter()
-        .map(|e| (e.kind, e.session))
+        .map(|e| (e.kind, e.session, e.device.and_then(|d| d.ip)))
         .collect();
     assert_eq!(
         observed,
         vec![
-            (AuditKind::SessionGone, Some(phone_id)),
-            (AuditKind::VerificationFailed, None),
+            (
+                AuditKind::SessionGone,
+                Some(phone_id),
+                Some("198.51.100.30".to_owned())
+            ),
+            (
+                AuditKind::VerificationFailed,
+                None,
+                Some("203.0.113.13".to_owned())
+            ),
         ]
     );
 
@@ -558,12 +586,49 @@ async fn the_audit_trail_tells_what_happened_without_tokens(store: AnyStore) {
     assert_eq!(resigned[0].kind, AuditKind::CookieResigned);
     assert_eq!(resigned[0].owner.as_deref(), Some(ann.as_str()));
 
-    post(&app, "/logout", Some(&laptop)).await;
+    let logout = test::TestRequest::post().uri("/logout");
+    test::call_service(
+        &app,
+        from_device(logout, "Agent/1", "198.51.100.9", Some(&laptop)),
+    )
+    .await;
     let logout = taken(&events);
     assert_eq!(logout.len(), 1, "{logout:?}");
     assert_eq!(logout[0].kind, AuditKind::Logout);
     assert_eq!(logout[0].session, Some(laptop_token.id()));
     assert_eq!(logout[0].owner.as_deref(), Some(ann.as_str()));
+    assert_eq!(
+        logout[0].device.as_ref().and_then(|d| d.ip.as_deref()),
+        Some("198.51.100.9")
+    );
+
+    // A logout of a session revoked while the logout was under way is
+    // reported all the same: the request ended a session it loaded.
+    let tablet = session_cookie(&post(&app, &format!("/login/{ann}"), None).await).unwrap();
+    let desk = session_cookie(&post(&app, &format!("/login/{ann}"), None).await).unwrap();
+    let tablet_id = token_of(&tablet, &key).id();
+    taken(&events);
+    futures_util::future::join(post(&app, "/slow-logout", Some(&tablet)), async {
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        post(
+            &app,
+            &format!("/revoke/{}", tablet_id.to_hex()),
+            Some(&desk),
+        )
+        .await
+    })
+    .await;
+    let kinds: Vec<_> = taken(&events)
+        .into_iter()
+        .map(|e| (e.kind, e.session))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (AuditKind::RevokedOne, Some(tablet_id)),
+            (AuditKind::Logout, Some(tablet_id)),
+        ]
+    );
 }
 
 async fn the_device_description_survives_clear_and_is_outside_the_limits(store: AnyStore) {

@@ -572,34 +572,40 @@ fn a_value_in_another_layout_fails_writes_and_is_kept() {
         let id = SessionToken::generate().unwrap().id();
         let key = store.session_key(&id);
         let mut conn = raw().await;
-        let foreign = "{\"user\":\"ann\"}";
-        let _: () = conn.set_ex(&key, foreign, 60).await.unwrap();
         let rec = record(Duration::from_secs(30));
-        assert!(matches!(
-            store.load(&id).await,
-            Err(StoreError::Corrupt { .. })
-        ));
-        for (name, result) in [
-            ("save", store.save(&id, &rec, 1).await.map(drop)),
-            (
-                "touch",
-                store
-                    .touch(&id, rec.deadlines, Timestamp::now())
-                    .await
-                    .map(drop),
-            ),
-            ("delete", store.delete(&id).await),
+        // Another writer's JSON, and a value of the pre-release layout 1
+        // (no last seen), whose fields the scripts must not misread.
+        for foreign in [
+            "{\"user\":\"ann\"}",
+            "1:3:1764620000000:4764706400000:4765224800000:1:3:ann0:3:ann{\"n\":1}",
         ] {
-            let err = result.expect_err(name);
-            assert!(matches!(err, StoreError::Corrupt { .. }), "{name}: {err:?}");
+            let _: () = conn.set_ex(&key, foreign, 60).await.unwrap();
+            assert!(matches!(
+                store.load(&id).await,
+                Err(StoreError::Corrupt { .. })
+            ));
+            for (name, result) in [
+                ("save", store.save(&id, &rec, 1).await.map(drop)),
+                (
+                    "touch",
+                    store
+                        .touch(&id, rec.deadlines, Timestamp::now())
+                        .await
+                        .map(drop),
+                ),
+                ("delete", store.delete(&id).await),
+            ] {
+                let err = result.expect_err(name);
+                assert!(matches!(err, StoreError::Corrupt { .. }), "{name}: {err:?}");
+            }
+            let kept: String = conn.get(&key).await.unwrap();
+            assert_eq!(kept, foreign);
+            assert!(
+                matches!(store.create(&id, &rec).await, Err(StoreError::IdCollision)),
+                "create never overwrites"
+            );
+            let _: () = conn.del(&key).await.unwrap();
         }
-        let kept: String = conn.get(&key).await.unwrap();
-        assert_eq!(kept, foreign);
-        assert!(
-            matches!(store.create(&id, &rec).await, Err(StoreError::IdCollision)),
-            "create never overwrites"
-        );
-        let _: () = conn.del(&key).await.unwrap();
 
         // A key of another type, such as a hash.
         let _: () = conn.hset(&key, "v", "1").await.unwrap();

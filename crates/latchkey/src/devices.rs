@@ -85,9 +85,11 @@ impl Session {
     /// deleted.
     ///
     /// The current session must itself still be stored for its owner (or
-    /// have been given it by this request's login): one revoked or logged out
-    /// elsewhere since this request loaded it (a stolen cookie the user just
-    /// signed out) ends nothing. An id stays valid until
+    /// have been given it by this request's login) when the call starts: one
+    /// revoked or logged out elsewhere since this request loaded it (a stolen
+    /// cookie the user just signed out) ends nothing. The check is a load
+    /// (through a `CachedStore`, as fresh as its staleness
+    /// bound), so a sign-out landing between it and the delete is not seen. An id stays valid until
     /// its session gets a new one ([`renew`](Self::renew),
     /// [`login`](Self::login)): list the devices again after `false`.
     /// Revoking the current session's own id ends it like
