@@ -25,6 +25,7 @@ on_every_store!(
     the_library_keys_cannot_be_written_by_the_application,
     a_one_time_token_is_accepted_once_even_when_submitted_twice_at_once,
     one_time_tokens_are_bounded_and_dropped_by_a_login,
+    consuming_a_one_time_token_costs_one_compare_and_set,
 );
 
 fn middleware(store: impl latchkey::store::SessionStore, key: &Key) -> SessionMiddleware {
@@ -471,10 +472,51 @@ async fn one_time_tokens_are_bounded_and_dropped_by_a_login(store: AnyStore) {
         "true"
     );
 
-    let logged_in = session_cookie(&post(&app, "/login", Some(&cookie)).await).expect("renewed");
+    let renewed = session_cookie(&post(&app, "/renew", Some(&cookie)).await).expect("renewed");
     assert_eq!(
-        body(post(&app, &pay(&tokens[1]), Some(&logged_in)).await).await,
+        body(post(&app, &pay(&tokens[1]), Some(&renewed)).await).await,
+        "false",
+        "a token issued before a renewal is worthless after it"
+    );
+    let fresh = body(get(&app, "/once", Some(&renewed)).await).await;
+    let logged_in = session_cookie(&post(&app, "/login", Some(&renewed)).await).expect("renewed");
+    assert_eq!(
+        body(post(&app, &pay(&fresh), Some(&logged_in)).await).await,
         "false",
         "a token issued before the login is worthless after it"
+    );
+}
+
+async fn consuming_a_one_time_token_costs_one_compare_and_set(store: AnyStore) {
+    let counting = CountingStore::new(store);
+    let calls = std::sync::Arc::clone(&counting.calls);
+    let key = Key::generate();
+    let app = test::init_service(
+        App::new()
+            .wrap(middleware(counting, &key))
+            .route(
+                "/consume/{token}",
+                web::post().to(|session: Session, token: web::Path<String>| async move {
+                    Ok::<_, latchkey::Error>(session.consume_csrf_token(&token).await?.to_string())
+                }),
+            )
+            .configure(routes),
+    )
+    .await;
+    let res = get(&app, "/once", None).await;
+    let cookie = session_cookie(&res).unwrap();
+    let token = body(res).await;
+    let (loads, saves) = (Calls::of(&calls.load), Calls::of(&calls.save));
+    let res = post(&app, &format!("/consume/{token}"), Some(&cookie)).await;
+    assert_eq!(body(res).await, "true");
+    assert_eq!(
+        Calls::of(&calls.load),
+        loads + 1,
+        "the request's own load only"
+    );
+    assert_eq!(
+        Calls::of(&calls.save),
+        saves + 1,
+        "one compare-and-set, no write-back"
     );
 }
