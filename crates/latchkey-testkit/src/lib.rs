@@ -48,13 +48,13 @@ pub use self::runner::{block_on, run_all};
 #[doc(hidden)]
 pub use latchkey_core as __core;
 
-/// Expands to one `#[test]` per conformance case, each on a store from `$factory`.
-///
-/// `$factory` is the path of an `async fn() -> S` where `S: SessionStore`.
+/// Hands the list of conformance cases, the one list, to `$callback` (a
+/// macro of this crate), after `$args`.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! conformance_tests {
-    ($factory:path) => {
-        $crate::conformance_tests!(@cases $factory;
+macro_rules! __with_cases {
+    ($callback:ident { $($args:tt)* }) => {
+        $crate::$callback! { $($args)*
             round_trip_keeps_typed_json,
             load_of_unknown_id_is_none,
             create_reports_collision_and_keeps_original,
@@ -75,10 +75,26 @@ macro_rules! conformance_tests {
             owner_index_survives_owner_churn_and_concurrent_listing,
             delete_by_owner_keeps_the_named_session,
             delete_expired_keeps_live_sessions,
-            concurrent_updates_on_one_session_are_exact
-        );
+            concurrent_updates_on_one_session_are_exact,
+        }
     };
-    (@cases $factory:path; $($case:ident),* $(,)?) => {
+}
+
+/// Expands to one `#[test]` per conformance case, each on a store from `$factory`.
+///
+/// `$factory` is the path of an `async fn() -> S` where `S: SessionStore`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:path) => {
+        $crate::__with_cases!(__conformance_test_fns { $factory; });
+    };
+}
+
+/// One `#[test]` per case, for [`conformance_tests!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_test_fns {
+    ($factory:path; $($case:ident,)*) => {
         $(
             #[test]
             fn $case() {
@@ -88,5 +104,14 @@ macro_rules! conformance_tests {
                 });
             }
         )*
+    };
+}
+
+/// Every case in turn on a fresh store from `$factory`, for `run_all`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __run_cases {
+    ($factory:ident; $($case:ident,)*) => {
+        $( $crate::cases::$case($factory().await).await; )*
     };
 }
