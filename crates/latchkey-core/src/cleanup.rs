@@ -7,18 +7,11 @@ use tokio::task::JoinHandle;
 use crate::store::SessionStore;
 
 /// A cleanup task was asked for outside a Tokio runtime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no Tokio runtime is running: start the cleanup task from inside one (e.g. in main under #[actix_web::main])"
+)]
 pub struct NoRuntime;
-
-impl std::fmt::Display for NoRuntime {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(
-            "no Tokio runtime is running: start the cleanup task from inside one (e.g. in main under #[actix_web::main])",
-        )
-    }
-}
-
-impl std::error::Error for NoRuntime {}
 
 /// Stops the cleanup task when dropped or when [`CleanupHandle::stop`] is called.
 #[derive(Debug)]

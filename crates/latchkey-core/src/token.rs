@@ -57,7 +57,7 @@ impl SessionToken {
         let mut bytes = [0u8; TOKEN_BYTES];
         rand::rng()
             .try_fill_bytes(&mut bytes)
-            .map_err(|source| TokenError::Entropy(std::io::Error::other(source.to_string())))?;
+            .map_err(|source| TokenError::Entropy(std::io::Error::other(source)))?;
         Ok(Self(bytes))
     }
 

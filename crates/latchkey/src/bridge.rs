@@ -142,7 +142,7 @@ impl ActixSessionStore {
         let mut record = Record::new(now, ttl_deadlines(now, ttl));
         record.data = data;
         let token = crate::lifecycle::create_with_fresh_token(&self.store, &record).await?;
-        SessionKey::try_from(token.encode()).map_err(|e| StoreError::encode(e.to_string()))
+        SessionKey::try_from(token.encode()).map_err(StoreError::encode)
     }
 }
 
