@@ -60,7 +60,9 @@ pub enum DeleteOutcome {
 /// | [`delete_by_owner`](Self::delete_by_owner) | remove the owner's sessions, optionally keeping one |
 /// | [`delete_expired`](Self::delete_expired) | remove expired records; a no-op where the backend expires them itself |
 ///
-/// `latchkey-testkit` checks all of this against a real instance of the store.
+/// `latchkey-testkit` checks all of this against a real instance of the store;
+/// its crate documentation ("Implementing a custom store") walks through a
+/// complete store that passes the whole suite.
 pub trait SessionStore: Send + Sync + 'static {
     /// A short name for logs and metrics, e.g. `"redis"`.
     fn name(&self) -> &'static str {

@@ -24,6 +24,159 @@
 //! index, `delete_expired`, and 64 tasks updating one session with an exact
 //! result. [`run_all`] runs every case in sequence for stores that prefer one test.
 //!
+//! # Implementing a custom store
+//!
+//! A store is a type implementing
+//! [`SessionStore`](latchkey_core::SessionStore); this suite then tells
+//! whether it keeps every promise of the contract. Below, a complete store
+//! on a `HashMap` behind a mutex, with an owner index, passing the whole
+//! suite. A store on a server does the same with one round trip per
+//! operation: the compare-and-set of `save` and `delete_at_version` must be
+//! one atomic step of the server (a Lua script, an `UPDATE … WHERE version
+//! = $2`), not a read followed by a write.
+//!
+//! ```
+//! use std::collections::{HashMap, HashSet};
+//! use std::sync::Mutex;
+//!
+//! use latchkey_core::{
+//!     Deadlines, DeleteOutcome, Record, SaveOutcome, SessionId, SessionStore, StoreError, Timestamp,
+//! };
+//!
+//! #[derive(Default)]
+//! struct MapStore(Mutex<Maps>);
+//!
+//! #[derive(Default)]
+//! struct Maps {
+//!     sessions: HashMap<SessionId, Record>,
+//!     owners: HashMap<String, HashSet<SessionId>>,
+//! }
+//!
+//! impl Maps {
+//!     /// The live record under `id`; an expired one is dropped on the way.
+//!     fn live(&mut self, id: &SessionId) -> Option<&mut Record> {
+//!         if self.sessions.get(id)?.is_expired_at(Timestamp::now()) {
+//!             self.remove(id);
+//!             return None;
+//!         }
+//!         self.sessions.get_mut(id)
+//!     }
+//!
+//!     fn remove(&mut self, id: &SessionId) -> Option<Record> {
+//!         let record = self.sessions.remove(id)?;
+//!         if let Some(owner) = &record.owner {
+//!             self.owners.entry(owner.clone()).or_default().remove(id);
+//!         }
+//!         Some(record)
+//!     }
+//!
+//!     /// Stores `record`, moving its owner-index entry with it.
+//!     fn put(&mut self, id: SessionId, record: Record) {
+//!         self.remove(&id);
+//!         if let Some(owner) = &record.owner {
+//!             self.owners.entry(owner.clone()).or_default().insert(id);
+//!         }
+//!         self.sessions.insert(id, record);
+//!     }
+//! }
+//!
+//! impl SessionStore for MapStore {
+//!     fn name(&self) -> &'static str {
+//!         "map"
+//!     }
+//!
+//!     async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
+//!         Ok(self.0.lock().unwrap().live(id).cloned())
+//!     }
+//!
+//!     async fn create(&self, id: &SessionId, record: &Record) -> Result<(), StoreError> {
+//!         let mut maps = self.0.lock().unwrap();
+//!         if maps.live(id).is_some() {
+//!             return Err(StoreError::IdCollision);
+//!         }
+//!         maps.put(*id, Record { version: 1, ..record.clone() });
+//!         Ok(())
+//!     }
+//!
+//!     async fn save(&self, id: &SessionId, record: &Record, expected: u64) -> Result<SaveOutcome, StoreError> {
+//!         let mut maps = self.0.lock().unwrap();
+//!         let Some(stored) = maps.live(id) else {
+//!             return Ok(SaveOutcome::Missing);
+//!         };
+//!         if stored.version != expected {
+//!             return Ok(SaveOutcome::Conflict);
+//!         }
+//!         // A touch since the writer loaded moved these later: keep them.
+//!         let mut next = Record { version: expected + 1, ..record.clone() };
+//!         next.deadlines.idle = stored.deadlines.idle.max(record.deadlines.idle).min(record.deadlines.absolute);
+//!         next.last_seen = stored.last_seen.max(record.last_seen);
+//!         maps.put(*id, next);
+//!         Ok(SaveOutcome::Saved(expected + 1))
+//!     }
+//!
+//!     async fn touch(&self, id: &SessionId, deadlines: Deadlines, seen_at: Timestamp) -> Result<bool, StoreError> {
+//!         let mut maps = self.0.lock().unwrap();
+//!         let Some(stored) = maps.live(id) else {
+//!             return Ok(false);
+//!         };
+//!         stored.deadlines = deadlines;
+//!         stored.last_seen = stored.last_seen.max(seen_at);
+//!         Ok(true)
+//!     }
+//!
+//!     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+//!         self.0.lock().unwrap().remove(id);
+//!         Ok(())
+//!     }
+//!
+//!     async fn delete_at_version(&self, id: &SessionId, expected: u64) -> Result<DeleteOutcome, StoreError> {
+//!         let mut maps = self.0.lock().unwrap();
+//!         match maps.live(id) {
+//!             None => Ok(DeleteOutcome::Missing),
+//!             Some(stored) if stored.version != expected => Ok(DeleteOutcome::Conflict),
+//!             Some(_) => {
+//!                 maps.remove(id);
+//!                 Ok(DeleteOutcome::Deleted)
+//!             }
+//!         }
+//!     }
+//!
+//!     async fn list_by_owner(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, StoreError> {
+//!         let mut maps = self.0.lock().unwrap();
+//!         let ids: Vec<SessionId> = maps.owners.get(owner).into_iter().flatten().copied().collect();
+//!         Ok(ids.into_iter().filter_map(|id| Some((id, maps.live(&id)?.clone()))).collect())
+//!     }
+//!
+//!     async fn delete_by_owner(&self, owner: &str, keep: Option<&SessionId>) -> Result<u64, StoreError> {
+//!         let mut maps = self.0.lock().unwrap();
+//!         let ids: Vec<SessionId> = maps.owners.get(owner).into_iter().flatten().copied().collect();
+//!         let mut deleted = 0;
+//!         for id in ids.iter().filter(|id| Some(*id) != keep) {
+//!             if maps.live(id).is_some() {
+//!                 maps.remove(id);
+//!                 deleted += 1;
+//!             }
+//!         }
+//!         Ok(deleted)
+//!     }
+//!
+//!     async fn delete_expired(&self) -> Result<u64, StoreError> {
+//!         let mut maps = self.0.lock().unwrap();
+//!         let now = Timestamp::now();
+//!         let expired: Vec<SessionId> =
+//!             maps.sessions.iter().filter(|(_, r)| r.is_expired_at(now)).map(|(id, _)| *id).collect();
+//!         for id in &expired {
+//!             maps.remove(id);
+//!         }
+//!         Ok(expired.len() as u64)
+//!     }
+//! }
+//!
+//! // In the store's crate this is `latchkey_testkit::conformance_tests!(make_store);`
+//! // in a test file, one `#[test]` per case; here every case runs in turn.
+//! latchkey_testkit::block_on(latchkey_testkit::run_all(|| async { MapStore::default() }));
+//! ```
+//!
 //! The [`servers`] module finds the Redis and PostgreSQL servers tests use,
 //! and starts private ones (with TLS too, certificates from `tls`, feature
 //! `tls`).
