@@ -12,7 +12,7 @@ use crate::cookie::{CookieCodec, CookieKeys};
 use crate::device::DeviceMetadata;
 use crate::metrics::{ObservedStore, SessionMetrics};
 use crate::middleware::SessionMiddleware;
-use crate::write_gate::WriteGate;
+use crate::write_queue::WriteQueue;
 
 /// How the session cookie's value is protected.
 ///
@@ -121,14 +121,14 @@ pub(crate) struct Config {
 /// the middleware, because applications build the middleware once per worker.
 #[derive(Debug)]
 pub(crate) struct Runtime {
-    pub(crate) write_gate: WriteGate,
+    pub(crate) write_queue: WriteQueue,
     pub(crate) metrics: Arc<SessionMetrics>,
 }
 
 impl Runtime {
     fn of(store: &AnyStore) -> Arc<Runtime> {
         let fresh = || Runtime {
-            write_gate: WriteGate::default(),
+            write_queue: WriteQueue::default(),
             metrics: Arc::new(SessionMetrics::for_store(store.name())),
         };
         match store.runtime_slot() {

@@ -124,7 +124,7 @@ mod step_up;
 mod store_url;
 #[cfg(feature = "test-util")]
 pub mod testing;
-mod write_gate;
+mod write_queue;
 
 pub use self::audit::{AuditEvent, AuditKind, AuditSink};
 pub use self::authenticated::{Authenticated, AuthenticatedConfig, NotAuthenticated};

@@ -32,7 +32,7 @@ use crate::error::Error;
 use crate::metrics::ObservedStore;
 use crate::ops::replay;
 use crate::session::{Change, Ended, IncomingCookie, Loaded, Outcome, State, check_limits};
-use crate::write_gate::{Deposit, GroupAnswer, Joined, Turn};
+use crate::write_queue::{Deposit, GroupAnswer, Joined, Turn};
 use tokio::sync::oneshot;
 
 /// How many fresh tokens to try when `create` reports a collision. With 256-bit
@@ -163,7 +163,7 @@ async fn changed(
     let id = loaded.token.id();
     let answer = match config
         .runtime
-        .write_gate
+        .write_queue
         .join(id, loaded.base.clone(), change)
         .await
     {
@@ -401,7 +401,7 @@ async fn renewed(
 ) -> Result<CookieAction, Error> {
     let store = &config.store;
     let old = loaded.token.id();
-    let mut turn = config.runtime.write_gate.enter(old).await;
+    let mut turn = config.runtime.write_queue.enter(old).await;
     let remember = change.remember;
     let device = change.device.clone();
     let mut pending = Pending::new(&loaded, change, &turn, config)?;

@@ -76,26 +76,26 @@ type Turns = HashMap<SessionId, Queue>;
 
 /// Per-session queues of writers, created on demand and dropped when empty.
 #[derive(Debug)]
-pub(crate) struct WriteGate {
+pub(crate) struct WriteQueue {
     shards: Box<[Mutex<Turns>]>,
 }
 
 /// This request's turn to write its session; the next writer waits until it drops.
 #[derive(Debug)]
 pub(crate) struct Turn<'a> {
-    gate: &'a WriteGate,
+    gate: &'a WriteQueue,
     id: SessionId,
     queue: Queue,
     guard: Option<OwnedMutexGuard<Option<Record>>>,
 }
 
-impl Default for WriteGate {
+impl Default for WriteQueue {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl WriteGate {
+impl WriteQueue {
     pub(crate) fn new() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Turns::new())).collect(),
@@ -233,7 +233,7 @@ impl Turn<'_> {
 /// it waits, the change is taken out of the queue (no later leader commits it)
 /// and the queue is dropped if nobody else uses it.
 struct Waiting<'a> {
-    gate: &'a WriteGate,
+    gate: &'a WriteQueue,
     id: SessionId,
     queue: Queue,
     own: Option<oneshot::Receiver<GroupAnswer>>,
@@ -277,7 +277,7 @@ mod tests {
 
     #[tokio::test]
     async fn writers_of_one_session_take_turns_and_queues_are_dropped() {
-        let gate = Arc::new(WriteGate::new());
+        let gate = Arc::new(WriteQueue::new());
         let id = SessionId::from_bytes([1; 32]);
         let mut first = gate.enter(id).await;
         assert!(first.latest().is_none());
@@ -317,7 +317,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_change_whose_request_gave_up_waiting_is_never_committed() {
-        let gate = WriteGate::new();
+        let gate = WriteQueue::new();
         let id = SessionId::from_bytes([3; 32]);
         let now = latchkey_core::Timestamp::now();
         let deadlines = latchkey_core::Deadlines::starting_at(
@@ -352,7 +352,7 @@ mod tests {
 
     #[tokio::test]
     async fn different_sessions_do_not_wait_for_each_other() {
-        let gate = WriteGate::new();
+        let gate = WriteQueue::new();
         let _a = gate.enter(SessionId::from_bytes([1; 32])).await;
         let b = tokio::time::timeout(
             Duration::from_millis(100),
