@@ -4,7 +4,6 @@ use std::future::Future;
 
 use latchkey_core::SessionStore;
 
-
 /// Runs a future to completion on a fresh multi-threaded Tokio runtime.
 ///
 /// The suite's concurrency case needs real parallelism, so each test gets its own

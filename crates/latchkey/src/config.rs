@@ -10,9 +10,8 @@ use latchkey_core::{AnyStore, SessionStore};
 use crate::audit::{Audit, AuditSink};
 use crate::cookie::{CookieCodec, CookieKeys};
 use crate::device::DeviceMetadata;
-use crate::metrics::{ObservedStore, SessionMetrics};
 use crate::middleware::SessionMiddleware;
-use crate::write_queue::WriteQueue;
+use crate::shared::Shared;
 
 /// How the session cookie's value is protected.
 ///
@@ -91,10 +90,10 @@ pub enum IdleExtension {
 /// stores' expiry arithmetic.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
-/// Everything the middleware and `Session` need, shared by all workers.
+/// The middleware's settings, as the builder checked them: plain values, no
+/// state.
 #[derive(Debug)]
-pub(crate) struct Config {
-    pub(crate) store: ObservedStore,
+pub(crate) struct Settings {
     pub(crate) codec: CookieCodec,
     pub(crate) cookie_lifetime: CookieLifetime,
     pub(crate) idle_timeout: Duration,
@@ -102,7 +101,7 @@ pub(crate) struct Config {
     pub(crate) max_remembered_idle_timeout: Duration,
     pub(crate) idle_extension: IdleExtension,
     /// The interval set with `idle_extension_interval`, if any; see
-    /// [`Config::extension_interval_for`].
+    /// [`Settings::extension_interval_for`].
     pub(crate) extension_interval: Option<Duration>,
     pub(crate) session_deadline: Duration,
     pub(crate) store_error_status: StatusCode,
@@ -112,30 +111,6 @@ pub(crate) struct Config {
     pub(crate) load_before_routing: bool,
     pub(crate) device_metadata: DeviceMetadata,
     pub(crate) audit: Audit,
-    pub(crate) runtime: Arc<Runtime>,
-}
-
-/// The run-time state every middleware built on one store shares: writers of a
-/// session take turns across workers, and the metrics count every worker. It
-/// lives in the store's [`RuntimeSlot`](latchkey_core::RuntimeSlot), not in
-/// the middleware, because applications build the middleware once per worker.
-#[derive(Debug)]
-pub(crate) struct Runtime {
-    pub(crate) write_queue: WriteQueue,
-    pub(crate) metrics: Arc<SessionMetrics>,
-}
-
-impl Runtime {
-    fn of(store: &AnyStore) -> Arc<Runtime> {
-        let fresh = || Runtime {
-            write_queue: WriteQueue::default(),
-            metrics: Arc::new(SessionMetrics::for_store(store.name())),
-        };
-        match store.runtime_slot() {
-            Some(slot) => slot.get_or_init(fresh),
-            None => Arc::new(fresh()),
-        }
-    }
 }
 
 /// Configures a [`SessionMiddleware`]; made by [`SessionMiddleware::builder`].
@@ -855,9 +830,7 @@ impl SessionMiddlewareBuilder {
             http_only: self.cookie_http_only,
             same_site: self.cookie_same_site,
         };
-        let runtime = Runtime::of(&self.store);
-        SessionMiddleware::from_config(Arc::new(Config {
-            store: ObservedStore::new(self.store, Arc::clone(&runtime.metrics)),
+        let settings = Settings {
             codec,
             cookie_lifetime: self.cookie_lifetime,
             idle_timeout: self.idle_timeout,
@@ -873,12 +846,12 @@ impl SessionMiddlewareBuilder {
             load_before_routing: self.load_before_routing,
             device_metadata: self.device_metadata,
             audit: self.audit,
-            runtime,
-        }))
+        };
+        SessionMiddleware::from_config(Arc::new(Shared::new(self.store, settings)))
     }
 }
 
-impl Config {
+impl Settings {
     /// How far the idle deadline of a session with `idle_timeout` must move
     /// before a touch or a save moves it: the configured interval when it is
     /// shorter than that timeout, otherwise a tenth of it. A remembered

@@ -120,6 +120,7 @@ mod middleware;
 mod ops;
 mod request_ext;
 mod session;
+mod shared;
 mod step_up;
 mod store_url;
 #[cfg(feature = "test-util")]

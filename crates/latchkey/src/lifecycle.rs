@@ -25,13 +25,14 @@ use latchkey_core::{
 };
 
 use crate::audit::{AuditEvent, AuditKind};
-use crate::config::{Config, CookieLifetime, IdleExtension};
+use crate::config::{CookieLifetime, IdleExtension};
 use crate::cookie::Incoming;
 use crate::device::{DEVICE_KEY, Device};
 use crate::error::Error;
 use crate::metrics::ObservedStore;
 use crate::ops::replay;
 use crate::session::{Change, Ended, IncomingCookie, Loaded, Outcome, State, check_limits};
+use crate::shared::Shared;
 use crate::write_queue::{Deposit, GroupAnswer, Joined, Turn};
 use tokio::sync::oneshot;
 
@@ -59,7 +60,7 @@ pub(crate) enum CookieAction {
 pub(crate) async fn load(
     incoming: Incoming,
     device: Option<Device>,
-    config: &Config,
+    config: &Shared,
 ) -> Result<State, Error> {
     let mut state = read(incoming, device.as_ref(), config).await?;
     state.device = device;
@@ -69,7 +70,7 @@ pub(crate) async fn load(
 async fn read(
     incoming: Incoming,
     device: Option<&Device>,
-    config: &Config,
+    config: &Shared,
 ) -> Result<State, Error> {
     let (token, stale_key) = match incoming {
         Incoming::Absent => return Ok(State::fresh(IncomingCookie::Absent)),
@@ -107,7 +108,7 @@ async fn read(
 /// Writes the request's session back and says what to do with the cookie.
 pub(crate) async fn write_back(
     state: State,
-    config: &Config,
+    config: &Shared,
     now: Timestamp,
 ) -> Result<CookieAction, Error> {
     let budget = config.session_deadline.saturating_sub(state.load_took);
@@ -136,7 +137,7 @@ fn untouched(cookie: IncomingCookie) -> CookieAction {
     }
 }
 
-async fn unchanged(loaded: Loaded, config: &Config, now: Timestamp) -> Result<CookieAction, Error> {
+async fn unchanged(loaded: Loaded, config: &Shared, now: Timestamp) -> Result<CookieAction, Error> {
     let deadlines = loaded.base.deadlines;
     let idle_timeout = idle_timeout_of(&loaded.base, config);
     if !touch_due(&loaded.base, idle_timeout, config, now) {
@@ -157,7 +158,7 @@ async fn unchanged(loaded: Loaded, config: &Config, now: Timestamp) -> Result<Co
 async fn changed(
     loaded: Loaded,
     change: Change,
-    config: &Config,
+    config: &Shared,
     now: Timestamp,
 ) -> Result<CookieAction, Error> {
     let id = loaded.token.id();
@@ -201,7 +202,7 @@ async fn commit_group(
     id: SessionId,
     turn: &mut Turn<'_>,
     group: Vec<Deposit>,
-    config: &Config,
+    config: &Shared,
     now: Timestamp,
 ) {
     let mut members: Vec<(Vec<crate::ops::Op>, oneshot::Sender<GroupAnswer>)> = Vec::new();
@@ -278,7 +279,7 @@ async fn commit_group(
 }
 
 /// The record with one member's change replayed on it, within the limits.
-fn apply_member(record: &Record, ops: &[crate::ops::Op], config: &Config) -> Result<Record, Error> {
+fn apply_member(record: &Record, ops: &[crate::ops::Op], config: &Shared) -> Result<Record, Error> {
     let (data, owner) = replay(ops, record.data.clone(), record.owner.clone())?;
     check_limits(&data, config)?;
     Ok(Record {
@@ -295,7 +296,7 @@ async fn save_group(
     id: SessionId,
     record: &mut Record,
     members: &mut Vec<(Vec<crate::ops::Op>, oneshot::Sender<GroupAnswer>)>,
-    config: &Config,
+    config: &Shared,
     now: Timestamp,
 ) -> Result<Option<Deadlines>, Error> {
     for attempt in 0..=config.max_conflict_retries {
@@ -360,7 +361,7 @@ fn group_failure(err: &Error) -> Error {
     }
 }
 
-async fn created(change: Change, config: &Config, now: Timestamp) -> Result<CookieAction, Error> {
+async fn created(change: Change, config: &Shared, now: Timestamp) -> Result<CookieAction, Error> {
     let idle_timeout = change.remember.unwrap_or(config.idle_timeout);
     let mut record = Record::new(
         now,
@@ -396,7 +397,7 @@ async fn renewed(
     loaded: Loaded,
     change: Change,
     new_lifetime: bool,
-    config: &Config,
+    config: &Shared,
     now: Timestamp,
 ) -> Result<CookieAction, Error> {
     let store = &config.store;
@@ -487,7 +488,7 @@ async fn retire(
     mut record: Record,
     pending: &mut Pending,
     successor: impl Fn(&Pending) -> Record,
-    config: &Config,
+    config: &Shared,
 ) -> Result<Option<Deadlines>, Error> {
     let store = &config.store;
     let mut new_version = 1;
@@ -557,7 +558,7 @@ impl Drop for Orphan {
 async fn purged(
     ended: Option<Ended>,
     refill: Option<Change>,
-    config: &Config,
+    config: &Shared,
     now: Timestamp,
 ) -> Result<CookieAction, Error> {
     if let Some(ended) = ended {
@@ -593,7 +594,7 @@ impl Pending {
         loaded: &Loaded,
         change: Change,
         turn: &Turn<'_>,
-        config: &Config,
+        config: &Shared,
     ) -> Result<Self, Error> {
         let mut record = loaded.base.clone();
         record.data = change.data;
@@ -613,7 +614,7 @@ impl Pending {
     }
 
     /// Replays the change on `fresh`, within the limits.
-    fn rebase(&mut self, mut fresh: Record, config: &Config) -> Result<(), Error> {
+    fn rebase(&mut self, mut fresh: Record, config: &Shared) -> Result<(), Error> {
         let (data, owner) = replay(
             &self.ops,
             std::mem::take(&mut fresh.data),
@@ -635,7 +636,7 @@ impl Pending {
         &mut self,
         id: &SessionId,
         attempt: u32,
-        config: &Config,
+        config: &Shared,
     ) -> Result<bool, Error> {
         tracing::debug!(session = %id, attempt, "compare-and-set conflict; replaying");
         config.store.metrics().conflict_replayed();
@@ -654,7 +655,7 @@ impl Pending {
 
 /// The cookie after a write that kept the token: re-issued when it was made with
 /// a rotated key, or when a persistent cookie's expiry moved.
-fn refreshed(loaded: Loaded, deadlines: Deadlines, config: &Config) -> CookieAction {
+fn refreshed(loaded: Loaded, deadlines: Deadlines, config: &Shared) -> CookieAction {
     let persistent = persistent_cookie(&loaded.base, config);
     let persistent_moved = deadlines != loaded.base.deadlines && persistent;
     if loaded.stale_key {
@@ -684,13 +685,13 @@ fn describe_device(record: &mut Record, device: Option<&Device>) {
 
 /// The idle timeout that applies to `record`: its own, when it is remembered,
 /// or the middleware's.
-pub(crate) fn idle_timeout_of(record: &Record, config: &Config) -> Duration {
+pub(crate) fn idle_timeout_of(record: &Record, config: &Shared) -> Duration {
     record.idle_timeout.unwrap_or(config.idle_timeout)
 }
 
 /// Whether the session's cookie outlives the browser: always with
 /// [`CookieLifetime::Persistent`], and for a remembered session.
-pub(crate) fn persistent_cookie(record: &Record, config: &Config) -> bool {
+pub(crate) fn persistent_cookie(record: &Record, config: &Shared) -> bool {
     config.cookie_lifetime == CookieLifetime::Persistent || record.idle_timeout.is_some()
 }
 
@@ -698,7 +699,7 @@ pub(crate) fn persistent_cookie(record: &Record, config: &Config) -> bool {
 /// [`IdleExtension::OnEveryRequest`], when the idle deadline is
 /// [due](extension_due) to move or the last visit recorded is
 /// [stale](seen_due).
-fn touch_due(record: &Record, idle_timeout: Duration, config: &Config, now: Timestamp) -> bool {
+fn touch_due(record: &Record, idle_timeout: Duration, config: &Shared, now: Timestamp) -> bool {
     config.idle_extension == IdleExtension::OnEveryRequest
         && (extension_due(&record.deadlines, idle_timeout, config, now).is_some()
             || seen_due(record, idle_timeout, config, now))
@@ -710,7 +711,7 @@ fn touch_due(record: &Record, idle_timeout: Duration, config: &Config, now: Time
 pub(crate) fn seen_due(
     record: &Record,
     idle_timeout: Duration,
-    config: &Config,
+    config: &Shared,
     now: Timestamp,
 ) -> bool {
     now.saturating_since(record.last_seen) >= config.extension_interval_for(idle_timeout)
@@ -724,7 +725,7 @@ pub(crate) fn seen_due(
 fn extension_due(
     deadlines: &Deadlines,
     idle_timeout: Duration,
-    config: &Config,
+    config: &Shared,
     now: Timestamp,
 ) -> Option<Deadlines> {
     let extended = deadlines.extended(now, idle_timeout);
@@ -740,7 +741,7 @@ fn extension_due(
 pub(crate) fn saved_deadlines(
     deadlines: Deadlines,
     idle_timeout: Duration,
-    config: &Config,
+    config: &Shared,
     now: Timestamp,
 ) -> Deadlines {
     match config.idle_extension {
@@ -777,7 +778,7 @@ pub(crate) async fn create_with_fresh_token(
     }
 }
 
-fn gave_up(id: &SessionId, config: &Config) -> Error {
+fn gave_up(id: &SessionId, config: &Shared) -> Error {
     config.store.metrics().conflict_given_up();
     tracing::warn!(session = %id, retries = config.max_conflict_retries, "gave up replaying a session change");
     Error::ConflictRetriesExhausted {
@@ -788,7 +789,7 @@ fn gave_up(id: &SessionId, config: &Config) -> Error {
 /// Runs a request's session work within `budget`.
 async fn within<T>(
     budget: Duration,
-    config: &Config,
+    config: &Shared,
     work: impl Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
     match actix_web::rt::time::timeout(budget, work).await {
@@ -817,7 +818,7 @@ mod tests {
     use super::*;
     use latchkey_memory::MemoryStore;
 
-    fn config(idle: Duration, interval: Duration) -> std::sync::Arc<Config> {
+    fn config(idle: Duration, interval: Duration) -> std::sync::Arc<Shared> {
         let middleware = crate::SessionMiddleware::builder(
             MemoryStore::new(),
             actix_web::cookie::Key::generate(),

@@ -12,11 +12,12 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use actix_web::{HttpMessage as _, ResponseError as _};
 use latchkey_core::{SessionStore, Timestamp};
 
-use crate::config::{Config, SessionMiddlewareBuilder};
+use crate::config::SessionMiddlewareBuilder;
 use crate::error::{Error, StoreUnavailable};
 use crate::lifecycle::{CookieAction, write_back};
 use crate::metrics::SessionMetrics;
 use crate::session::{SessionSlot, State};
+use crate::shared::Shared;
 
 /// Server-side sessions for an actix-web app.
 ///
@@ -37,7 +38,7 @@ use crate::session::{SessionSlot, State};
 /// ```
 #[derive(Clone, Debug)]
 pub struct SessionMiddleware {
-    config: Arc<Config>,
+    config: Arc<Shared>,
 }
 
 impl SessionMiddleware {
@@ -92,12 +93,12 @@ impl SessionMiddleware {
         self.config.store.metrics_handle()
     }
 
-    pub(crate) fn from_config(config: Arc<Config>) -> Self {
+    pub(crate) fn from_config(config: Arc<Shared>) -> Self {
         Self { config }
     }
 
     #[cfg(any(test, feature = "test-util"))]
-    pub(crate) fn config(&self) -> Arc<Config> {
+    pub(crate) fn config(&self) -> Arc<Shared> {
         Arc::clone(&self.config)
     }
 }
@@ -137,7 +138,7 @@ where
 #[derive(Debug)]
 pub struct SessionService<S> {
     service: Rc<S>,
-    config: Arc<Config>,
+    config: Arc<Shared>,
 }
 
 impl<S, B> Service<ServiceRequest> for SessionService<S>
@@ -220,7 +221,7 @@ where
 /// Writes the request's session back; the cookie to send, if any.
 pub(crate) async fn finish(
     state: State,
-    config: &Config,
+    config: &Shared,
 ) -> Result<Option<actix_web::cookie::Cookie<'static>>, Error> {
     let now = Timestamp::now();
     let action = write_back(state, config, now).await?;
@@ -241,7 +242,7 @@ fn failed_with_session_error<B>(res: &ServiceResponse<B>) -> bool {
 }
 
 /// Replaces the response with the configured store-failure status and an opaque body.
-fn store_failure<B>(res: ServiceResponse<B>, config: &Config) -> ServiceResponse<EitherBody<B>> {
+fn store_failure<B>(res: ServiceResponse<B>, config: &Shared) -> ServiceResponse<EitherBody<B>> {
     let (req, _) = res.into_parts();
     let response = StoreUnavailable(config.store_error_status).error_response();
     ServiceResponse::new(req, response).map_into_right_body()
@@ -249,7 +250,7 @@ fn store_failure<B>(res: ServiceResponse<B>, config: &Config) -> ServiceResponse
 
 pub(crate) fn cookie_for(
     action: CookieAction,
-    config: &Config,
+    config: &Shared,
     now: Timestamp,
 ) -> Option<actix_web::cookie::Cookie<'static>> {
     match action {

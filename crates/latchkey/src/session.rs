@@ -13,11 +13,11 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use crate::config::Config;
 use crate::cookie::Incoming;
 use crate::device::Device;
 use crate::error::Error;
 use crate::ops::Op;
+use crate::shared::Shared;
 
 /// What a request has done to its session so far.
 ///
@@ -49,7 +49,7 @@ pub enum SessionStatus {
 /// Per-request session slot, put in the request's extensions by the middleware.
 #[derive(Debug)]
 pub(crate) struct SessionSlot {
-    pub(crate) config: Arc<Config>,
+    pub(crate) config: Arc<Shared>,
     /// Filled by the first extractor; later ones, even concurrent ones, wait
     /// for that one load instead of loading again.
     pub(crate) loaded: OnceCell<Arc<Mutex<State>>>,
@@ -186,7 +186,7 @@ fn refuse_reserved(key: &str) -> Result<(), Error> {
 
 /// Checks the limits on values about to be kept. The device description the
 /// library keeps with them does not count: it is bounded by its own settings.
-pub(crate) fn check_limits(data: &SessionData, config: &Config) -> Result<(), Error> {
+pub(crate) fn check_limits(data: &SessionData, config: &Shared) -> Result<(), Error> {
     let exempt_keys = usize::from(crate::device::exempt(data, &config.device_metadata));
     if data.len() - exempt_keys > config.max_keys {
         return Err(Error::TooManyKeys {
@@ -262,7 +262,7 @@ impl State {
 
     /// Applies `op` to the working copy if the result stays within the limits,
     /// and records it for replay; on error the session is left as it was.
-    fn apply(&mut self, op: Op, config: &Config) -> Result<Option<Value>, Error> {
+    fn apply(&mut self, op: Op, config: &Shared) -> Result<Option<Value>, Error> {
         if self.sealed {
             tracing::warn!(
                 ?op,
@@ -344,7 +344,7 @@ impl State {
 #[derive(Clone, Debug)]
 pub struct Session {
     state: Arc<Mutex<State>>,
-    config: Arc<Config>,
+    config: Arc<Shared>,
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -445,7 +445,7 @@ impl Session {
     }
 
     /// The middleware's configuration, for the modules that reach the store.
-    pub(crate) fn config(&self) -> &Config {
+    pub(crate) fn config(&self) -> &Shared {
         &self.config
     }
 
@@ -1005,7 +1005,7 @@ impl Session {
 }
 
 impl SessionSlot {
-    pub(crate) fn new(config: Arc<Config>) -> Self {
+    pub(crate) fn new(config: Arc<Shared>) -> Self {
         Self {
             config,
             loaded: OnceCell::new(),

@@ -70,18 +70,18 @@ use actix_web::{FromRequest as _, HttpMessage as _, HttpRequest};
 use latchkey_core::{Deadlines, Record, SessionData, SessionStore as _, Timestamp};
 use serde::Serialize;
 
-use crate::config::Config;
 use crate::cookie::Incoming;
 use crate::error::Error;
 use crate::lifecycle::{CookieAction, create_with_fresh_token, persistent_cookie};
 use crate::middleware::{SessionMiddleware, cookie_for, finish};
 use crate::session::{Session, SessionSlot, check_limits};
+use crate::shared::Shared;
 
 /// Sessions for tests, on one middleware configuration; see the
 /// [module documentation](self).
 #[derive(Clone, Debug)]
 pub struct TestSessions {
-    config: Arc<Config>,
+    config: Arc<Shared>,
 }
 
 #[cfg(feature = "memory")]
