@@ -16,6 +16,11 @@ use latchkey::bridge::ActixSessionStore;
 use latchkey::store::{SessionStore as _, SessionToken};
 use latchkey_tests::stores::all_backends;
 
+latchkey_tests::on_every_store!(
+    counter_renew_and_purge_through_actix_session,
+    ttl_policies_extend_or_let_expire,
+);
+
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route(
         "/count",
@@ -80,160 +85,146 @@ fn middleware(
         .build()
 }
 
-#[actix_rt::test]
-async fn counter_renew_and_purge_through_actix_session() {
-    for (backend, store) in all_backends().await {
+async fn counter_renew_and_purge_through_actix_session(store: latchkey::AnyStore) {
+    let backend = latchkey::store::SessionStore::name(&store);
+    let key = Key::generate();
+    let app = test::init_service(
+        App::new()
+            .wrap(middleware(
+                ActixSessionStore::new(store.clone()),
+                &key,
+                TtlExtensionPolicy::OnStateChanges,
+            ))
+            .configure(routes),
+    )
+    .await;
+    let res = test::call_service(&app, test::TestRequest::get().uri("/count").to_request()).await;
+    let cookie = cookie_of(&res).expect("a session cookie");
+    assert_eq!(text(res).await, "1", "{backend}");
+    for expected in 2..=4 {
+        let res = test::call_service(
+            &app,
+            test::TestRequest::get()
+                .uri("/count")
+                .cookie(cookie.clone())
+                .to_request(),
+        )
+        .await;
+        assert_eq!(text(res).await, expected.to_string(), "{backend}");
+    }
+
+    // The store holds the hash of actix-session's key, with typed values.
+    let plain = actix_web::cookie::CookieJar::new()
+        .private(&key)
+        .decrypt(cookie.clone())
+        .unwrap();
+    let token = SessionToken::decode(plain.value()).expect("the session key is a latchkey token");
+    let record = store
+        .load(&token.id())
+        .await
+        .unwrap()
+        .expect("stored under the token's hash");
+    assert_eq!(
+        record.data["n"],
+        serde_json::json!(4),
+        "{backend}: a number, not a string"
+    );
+
+    let res = test::call_service(
+        &app,
+        test::TestRequest::post()
+            .uri("/renew")
+            .cookie(cookie.clone())
+            .to_request(),
+    )
+    .await;
+    let renewed = cookie_of(&res).expect("renew issues a new cookie");
+    assert_ne!(renewed.value(), cookie.value());
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/peek")
+            .cookie(renewed.clone())
+            .to_request(),
+    )
+    .await;
+    assert_eq!(text(res).await, "4", "{backend}: state kept across renew");
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/peek")
+            .cookie(cookie.clone())
+            .to_request(),
+    )
+    .await;
+    assert_eq!(
+        text(res).await,
+        "0",
+        "{backend}: the old key is dead after renew"
+    );
+
+    let res = test::call_service(
+        &app,
+        test::TestRequest::post()
+            .uri("/purge")
+            .cookie(renewed.clone())
+            .to_request(),
+    )
+    .await;
+    assert_eq!(
+        cookie_of(&res).map(|c| c.value().to_owned()).as_deref(),
+        Some(""),
+        "{backend}: removal cookie"
+    );
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/peek")
+            .cookie(renewed.clone())
+            .to_request(),
+    )
+    .await;
+    assert_eq!(text(res).await, "0", "{backend}: purged");
+
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/peek")
+            .cookie(Cookie::new("id", "garbage"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(
+        text(res).await,
+        "0",
+        "{backend}: a garbage key is an empty session"
+    );
+}
+
+async fn ttl_policies_extend_or_let_expire(store: latchkey::AnyStore) {
+    let backend = latchkey::store::SessionStore::name(&store);
+    for (policy, survives) in [
+        (TtlExtensionPolicy::OnEveryRequest, true),
+        (TtlExtensionPolicy::OnStateChanges, false),
+    ] {
         let key = Key::generate();
         let app = test::init_service(
             App::new()
                 .wrap(middleware(
                     ActixSessionStore::new(store.clone()),
                     &key,
-                    TtlExtensionPolicy::OnStateChanges,
+                    policy.clone(),
                 ))
                 .configure(routes),
         )
         .await;
         let res =
             test::call_service(&app, test::TestRequest::get().uri("/count").to_request()).await;
-        let cookie = cookie_of(&res).expect("a session cookie");
-        assert_eq!(text(res).await, "1", "{backend}");
-        for expected in 2..=4 {
-            let res = test::call_service(
-                &app,
-                test::TestRequest::get()
-                    .uri("/count")
-                    .cookie(cookie.clone())
-                    .to_request(),
-            )
-            .await;
-            assert_eq!(text(res).await, expected.to_string(), "{backend}");
-        }
-
-        // The store holds the hash of actix-session's key, with typed values.
-        let plain = actix_web::cookie::CookieJar::new()
-            .private(&key)
-            .decrypt(cookie.clone())
-            .unwrap();
-        let token =
-            SessionToken::decode(plain.value()).expect("the session key is a latchkey token");
-        let record = store
-            .load(&token.id())
-            .await
-            .unwrap()
-            .expect("stored under the token's hash");
-        assert_eq!(
-            record.data["n"],
-            serde_json::json!(4),
-            "{backend}: a number, not a string"
-        );
-
-        let res = test::call_service(
-            &app,
-            test::TestRequest::post()
-                .uri("/renew")
-                .cookie(cookie.clone())
-                .to_request(),
-        )
-        .await;
-        let renewed = cookie_of(&res).expect("renew issues a new cookie");
-        assert_ne!(renewed.value(), cookie.value());
-        let res = test::call_service(
-            &app,
-            test::TestRequest::get()
-                .uri("/peek")
-                .cookie(renewed.clone())
-                .to_request(),
-        )
-        .await;
-        assert_eq!(text(res).await, "4", "{backend}: state kept across renew");
-        let res = test::call_service(
-            &app,
-            test::TestRequest::get()
-                .uri("/peek")
-                .cookie(cookie.clone())
-                .to_request(),
-        )
-        .await;
-        assert_eq!(
-            text(res).await,
-            "0",
-            "{backend}: the old key is dead after renew"
-        );
-
-        let res = test::call_service(
-            &app,
-            test::TestRequest::post()
-                .uri("/purge")
-                .cookie(renewed.clone())
-                .to_request(),
-        )
-        .await;
-        assert_eq!(
-            cookie_of(&res).map(|c| c.value().to_owned()).as_deref(),
-            Some(""),
-            "{backend}: removal cookie"
-        );
-        let res = test::call_service(
-            &app,
-            test::TestRequest::get()
-                .uri("/peek")
-                .cookie(renewed.clone())
-                .to_request(),
-        )
-        .await;
-        assert_eq!(text(res).await, "0", "{backend}: purged");
-
-        let res = test::call_service(
-            &app,
-            test::TestRequest::get()
-                .uri("/peek")
-                .cookie(Cookie::new("id", "garbage"))
-                .to_request(),
-        )
-        .await;
-        assert_eq!(
-            text(res).await,
-            "0",
-            "{backend}: a garbage key is an empty session"
-        );
-    }
-}
-
-#[actix_rt::test]
-async fn ttl_policies_extend_or_let_expire() {
-    for (backend, store) in all_backends().await {
-        for (policy, survives) in [
-            (TtlExtensionPolicy::OnEveryRequest, true),
-            (TtlExtensionPolicy::OnStateChanges, false),
-        ] {
-            let key = Key::generate();
-            let app = test::init_service(
-                App::new()
-                    .wrap(middleware(
-                        ActixSessionStore::new(store.clone()),
-                        &key,
-                        policy.clone(),
-                    ))
-                    .configure(routes),
-            )
-            .await;
-            let res =
-                test::call_service(&app, test::TestRequest::get().uri("/count").to_request()).await;
-            let cookie = cookie_of(&res).unwrap();
-            // Read-only requests every 0.8 s for 2.4 s, past the 2 s TTL.
-            for _ in 0..3 {
-                tokio::time::sleep(Duration::from_millis(800)).await;
-                test::call_service(
-                    &app,
-                    test::TestRequest::get()
-                        .uri("/peek")
-                        .cookie(cookie.clone())
-                        .to_request(),
-                )
-                .await;
-            }
-            let res = test::call_service(
+        let cookie = cookie_of(&res).unwrap();
+        // Read-only requests every 0.8 s for 2.4 s, past the 2 s TTL.
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            test::call_service(
                 &app,
                 test::TestRequest::get()
                     .uri("/peek")
@@ -241,9 +232,17 @@ async fn ttl_policies_extend_or_let_expire() {
                     .to_request(),
             )
             .await;
-            let expected = if survives { "1" } else { "0" };
-            assert_eq!(text(res).await, expected, "{backend}: {policy:?}");
         }
+        let res = test::call_service(
+            &app,
+            test::TestRequest::get()
+                .uri("/peek")
+                .cookie(cookie.clone())
+                .to_request(),
+        )
+        .await;
+        let expected = if survives { "1" } else { "0" };
+        assert_eq!(text(res).await, expected, "{backend}: {policy:?}");
     }
 }
 

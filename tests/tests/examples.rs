@@ -12,7 +12,6 @@ use actix_web::{App, test, web};
 use latchkey::{AnyStore, SessionMiddleware};
 use latchkey_examples::devices::{self, Devices};
 use latchkey_examples::{login, user};
-use latchkey_tests::stores::all_backends;
 
 /// A client that keeps the session cookie between requests, as a browser does,
 /// and sends the CSRF token of the last page it read with every form, as the
@@ -127,242 +126,242 @@ fn middleware(store: AnyStore, idle: Duration) -> SessionMiddleware {
         .unwrap()
 }
 
-#[actix_rt::test]
-async fn login_renews_greets_escapes_and_logs_out() {
-    for (backend, store) in all_backends().await {
-        let app = test::init_service(
-            App::new()
-                .wrap(middleware(store, login::DEFAULT_IDLE))
-                .configure(login::routes),
-        )
+async fn login_renews_greets_escapes_and_logs_out(store: latchkey::AnyStore) {
+    let backend = latchkey::store::SessionStore::name(&store);
+    let app = test::init_service(
+        App::new()
+            .wrap(middleware(store, login::DEFAULT_IDLE))
+            .configure(login::routes),
+    )
+    .await;
+    let mut browser = Client::new(&app);
+
+    let (status, _, body) = browser.get("/").await;
+    assert_eq!(status, StatusCode::OK, "{backend}");
+    assert!(
+        body.contains(r#"<form method="post" action="/login">"#),
+        "{backend}: login form"
+    );
+    assert!(body.contains(r#"name="email""#) && body.contains(r#"name="password""#));
+    assert!(!body.contains("<script"), "no scripts on the page");
+    let (status, _, _) = browser
+        .send(test::TestRequest::post().uri("/login").set_form([
+            ("csrf_token", "forged"),
+            ("email", "ann@example.com"),
+            ("password", "pw"),
+        ]))
         .await;
-        let mut browser = Client::new(&app);
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "{backend}: a login form from another site is refused"
+    );
 
-        let (status, _, body) = browser.get("/").await;
-        assert_eq!(status, StatusCode::OK, "{backend}");
-        assert!(
-            body.contains(r#"<form method="post" action="/login">"#),
-            "{backend}: login form"
-        );
-        assert!(body.contains(r#"name="email""#) && body.contains(r#"name="password""#));
-        assert!(!body.contains("<script"), "no scripts on the page");
-        let (status, _, _) = browser
-            .send(test::TestRequest::post().uri("/login").set_form([
-                ("csrf_token", "forged"),
-                ("email", "ann@example.com"),
-                ("password", "pw"),
-            ]))
-            .await;
-        assert_eq!(
-            status,
-            StatusCode::FORBIDDEN,
-            "{backend}: a login form from another site is refused"
-        );
+    let (status, _, body) = browser.get("/admin").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Please login first."), "{backend}");
+    assert!(body.contains(r#"<a href="/">"#));
 
-        let (status, _, body) = browser.get("/admin").await;
-        assert_eq!(status, StatusCode::OK);
-        assert!(body.contains("Please login first."), "{backend}");
-        assert!(body.contains(r#"<a href="/">"#));
+    let email = "<b>ann</b>@example.com";
+    let (status, location, _) = browser
+        .post_form("/login", &[("email", email), ("password", "pw")])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{backend}");
+    assert_eq!(location.as_deref(), Some("/admin"));
+    let first_login = browser.cookie.clone().expect("logged in");
+    // Logging in again (a privilege change on an existing session) renews the
+    // id, and the id from before no longer works: no session fixation.
+    browser
+        .post_form("/login", &[("email", email), ("password", "pw")])
+        .await;
+    assert_ne!(
+        browser.cookie.as_ref(),
+        Some(&first_login),
+        "{backend}: the session id is renewed on login"
+    );
+    let mut planted = Client::new(&app);
+    planted.cookie = Some(first_login);
+    assert!(
+        planted
+            .get("/admin")
+            .await
+            .2
+            .contains("Please login first."),
+        "{backend}: the old id is dead"
+    );
 
-        let email = "<b>ann</b>@example.com";
-        let (status, location, _) = browser
-            .post_form("/login", &[("email", email), ("password", "pw")])
-            .await;
-        assert_eq!(status, StatusCode::SEE_OTHER, "{backend}");
-        assert_eq!(location.as_deref(), Some("/admin"));
-        let first_login = browser.cookie.clone().expect("logged in");
-        // Logging in again (a privilege change on an existing session) renews the
-        // id, and the id from before no longer works: no session fixation.
+    let (_, _, body) = browser.get("/admin").await;
+    assert!(
+        body.contains("Hello &lt;b&gt;ann&lt;/b&gt;@example.com"),
+        "{backend}: escaped greeting: {body}"
+    );
+    assert!(
+        !body.contains("<b>ann"),
+        "{backend}: nothing echoed unescaped"
+    );
+    assert!(
+        body.contains(r#"action="/logout""#),
+        "{backend}: a logout button"
+    );
+
+    let (status, location, _) = browser.get("/").await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/admin")),
+        "{backend}"
+    );
+
+    let logged_in = browser.cookie.clone().unwrap();
+    // GET /logout only shows the button: a cross-site link logs no one out.
+    let (_, _, body) = browser.get("/logout").await;
+    assert!(
+        body.contains(r#"<form method="post" action="/logout">"#),
+        "{backend}"
+    );
+    assert!(
+        browser.get("/admin").await.2.contains("Hello"),
+        "{backend}: still logged in"
+    );
+
+    // A form without the session's token changes nothing.
+    let mut forged = browser.csrf_token.replace("forged".into());
+    let (status, _, _) = browser.post("/logout").await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "{backend}: no token, no logout"
+    );
+    std::mem::swap(&mut browser.csrf_token, &mut forged);
+    assert!(
+        browser.get("/admin").await.2.contains("Hello"),
+        "{backend}: still logged in"
+    );
+
+    // Changing the email: allowed right after the login (a fresh proof of
+    // identity), with the token; a flash message tells it worked, once.
+    let (status, _, body) = browser.get("/email").await;
+    assert_eq!(status, StatusCode::OK, "{backend}: {body}");
+    let (status, location, _) = browser
+        .post_read_form("/email", &[("email", "new@example.com")])
+        .await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/admin")),
+        "{backend}"
+    );
+    let (_, _, body) = browser.get("/admin").await;
+    assert!(body.contains("Email changed."), "{backend}: {body}");
+    assert!(body.contains("Hello new@example.com"), "{backend}");
+    assert!(
+        !browser.get("/admin").await.2.contains("Email changed."),
+        "{backend}: the flash shows once"
+    );
+    let mut stranger = Client::new(&app);
+    let (status, location, _) = stranger.get("/email").await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/confirm")),
+        "{backend}: no recent proof of identity"
+    );
+
+    browser.get("/logout").await;
+    let (status, location, _) = browser.post("/logout").await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/")),
+        "{backend}"
+    );
+    assert!(browser.cookie.is_none(), "{backend}: the cookie is expired");
+    assert!(
         browser
-            .post_form("/login", &[("email", email), ("password", "pw")])
-            .await;
-        assert_ne!(
-            browser.cookie.as_ref(),
-            Some(&first_login),
-            "{backend}: the session id is renewed on login"
-        );
-        let mut planted = Client::new(&app);
-        planted.cookie = Some(first_login);
-        assert!(
-            planted
-                .get("/admin")
-                .await
-                .2
-                .contains("Please login first."),
-            "{backend}: the old id is dead"
-        );
+            .get("/admin")
+            .await
+            .2
+            .contains("Please login first."),
+        "{backend}"
+    );
 
-        let (_, _, body) = browser.get("/admin").await;
-        assert!(
-            body.contains("Hello &lt;b&gt;ann&lt;/b&gt;@example.com"),
-            "{backend}: escaped greeting: {body}"
-        );
-        assert!(
-            !body.contains("<b>ann"),
-            "{backend}: nothing echoed unescaped"
-        );
-        assert!(
-            body.contains(r#"action="/logout""#),
-            "{backend}: a logout button"
-        );
+    // The old cookie is worthless after logout: the state is gone server-side.
+    let mut replay = Client::new(&app);
+    replay.cookie = Some(logged_in);
+    assert!(
+        replay.get("/admin").await.2.contains("Please login first."),
+        "{backend}"
+    );
 
-        let (status, location, _) = browser.get("/").await;
-        assert_eq!(
-            (status, location.as_deref()),
-            (StatusCode::SEE_OTHER, Some("/admin")),
-            "{backend}"
-        );
-
-        let logged_in = browser.cookie.clone().unwrap();
-        // GET /logout only shows the button: a cross-site link logs no one out.
-        let (_, _, body) = browser.get("/logout").await;
-        assert!(
-            body.contains(r#"<form method="post" action="/logout">"#),
-            "{backend}"
-        );
-        assert!(
-            browser.get("/admin").await.2.contains("Hello"),
-            "{backend}: still logged in"
-        );
-
-        // A form without the session's token changes nothing.
-        let mut forged = browser.csrf_token.replace("forged".into());
-        let (status, _, _) = browser.post("/logout").await;
-        assert_eq!(
-            status,
-            StatusCode::FORBIDDEN,
-            "{backend}: no token, no logout"
-        );
-        std::mem::swap(&mut browser.csrf_token, &mut forged);
-        assert!(
-            browser.get("/admin").await.2.contains("Hello"),
-            "{backend}: still logged in"
-        );
-
-        // Changing the email: allowed right after the login (a fresh proof of
-        // identity), with the token; a flash message tells it worked, once.
-        let (status, _, body) = browser.get("/email").await;
-        assert_eq!(status, StatusCode::OK, "{backend}: {body}");
-        let (status, location, _) = browser
-            .post_read_form("/email", &[("email", "new@example.com")])
-            .await;
-        assert_eq!(
-            (status, location.as_deref()),
-            (StatusCode::SEE_OTHER, Some("/admin")),
-            "{backend}"
-        );
-        let (_, _, body) = browser.get("/admin").await;
-        assert!(body.contains("Email changed."), "{backend}: {body}");
-        assert!(body.contains("Hello new@example.com"), "{backend}");
-        assert!(
-            !browser.get("/admin").await.2.contains("Email changed."),
-            "{backend}: the flash shows once"
-        );
-        let mut stranger = Client::new(&app);
-        let (status, location, _) = stranger.get("/email").await;
-        assert_eq!(
-            (status, location.as_deref()),
-            (StatusCode::SEE_OTHER, Some("/confirm")),
-            "{backend}: no recent proof of identity"
-        );
-
-        browser.get("/logout").await;
-        let (status, location, _) = browser.post("/logout").await;
-        assert_eq!(
-            (status, location.as_deref()),
-            (StatusCode::SEE_OTHER, Some("/")),
-            "{backend}"
-        );
-        assert!(browser.cookie.is_none(), "{backend}: the cookie is expired");
-        assert!(
-            browser
-                .get("/admin")
-                .await
-                .2
-                .contains("Please login first."),
-            "{backend}"
-        );
-
-        // The old cookie is worthless after logout: the state is gone server-side.
-        let mut replay = Client::new(&app);
-        replay.cookie = Some(logged_in);
-        assert!(
-            replay.get("/admin").await.2.contains("Please login first."),
-            "{backend}"
-        );
-
-        let (status, _, _) = browser
-            .post_form("/login", &[("email", " "), ("password", "pw")])
-            .await;
-        assert_eq!(
-            status,
-            StatusCode::BAD_REQUEST,
-            "{backend}: an empty email is refused"
-        );
-    }
-}
-
-#[actix_rt::test]
-async fn user_sets_shows_and_destroys_the_name() {
-    for (backend, store) in all_backends().await {
-        let app = test::init_service(
-            App::new()
-                .wrap(middleware(store, Duration::from_secs(60)))
-                .configure(user::routes),
-        )
+    let (status, _, _) = browser
+        .post_form("/login", &[("email", " "), ("password", "pw")])
         .await;
-        let mut browser = Client::new(&app);
-        assert!(
-            browser.get("/user").await.2.contains("user logged out!"),
-            "{backend}"
-        );
-        let (_, _, body) = browser.get("/user/%3Ci%3Ezoe%3C%2Fi%3E").await;
-        assert!(
-            body.contains(r#"<form method="post""#) && browser.cookie.is_none(),
-            "{backend}: a GET only shows the form, and changes nothing"
-        );
-        assert!(browser.get("/user").await.2.contains("user logged out!"));
-        browser.post("/user/anna").await;
-        let first = browser.cookie.clone().expect("a session");
-        let (_, _, body) = browser.post("/user/%3Ci%3Ezoe%3C%2Fi%3E").await;
-        assert!(
-            body.contains(r#"Session Set: <a href="/user">View Here</a>"#),
-            "{backend}"
-        );
-        assert_ne!(
-            browser.cookie.as_ref().map(Cookie::value),
-            Some(first.value()),
-            "{backend}: setting the name renews the session id"
-        );
-        let (_, _, body) = browser.get("/user").await;
-        assert!(
-            body.contains("&lt;i&gt;zoe&lt;/i&gt;"),
-            "{backend}: escaped name: {body}"
-        );
-        assert!(
-            body.contains(r#"<form method="post" action="/logout">"#),
-            "{backend}"
-        );
-        assert_eq!(
-            browser.get("/logout").await.0,
-            StatusCode::NOT_FOUND,
-            "{backend}: no GET logs out"
-        );
-        let (_, _, body) = browser.post("/logout").await;
-        assert!(
-            body.contains("logged out!") && body.contains(r#"<a href="/user">"#),
-            "{backend}"
-        );
-        assert!(
-            browser.get("/user").await.2.contains("user logged out!"),
-            "{backend}"
-        );
-    }
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "{backend}: an empty email is refused"
+    );
 }
 
-latchkey_tests::on_every_store!(devices_lists_sessions_signs_out_one_or_the_others_and_logs_it);
+async fn user_sets_shows_and_destroys_the_name(store: latchkey::AnyStore) {
+    let backend = latchkey::store::SessionStore::name(&store);
+    let app = test::init_service(
+        App::new()
+            .wrap(middleware(store, Duration::from_secs(60)))
+            .configure(user::routes),
+    )
+    .await;
+    let mut browser = Client::new(&app);
+    assert!(
+        browser.get("/user").await.2.contains("user logged out!"),
+        "{backend}"
+    );
+    let (_, _, body) = browser.get("/user/%3Ci%3Ezoe%3C%2Fi%3E").await;
+    assert!(
+        body.contains(r#"<form method="post""#) && browser.cookie.is_none(),
+        "{backend}: a GET only shows the form, and changes nothing"
+    );
+    assert!(browser.get("/user").await.2.contains("user logged out!"));
+    browser.post("/user/anna").await;
+    let first = browser.cookie.clone().expect("a session");
+    let (_, _, body) = browser.post("/user/%3Ci%3Ezoe%3C%2Fi%3E").await;
+    assert!(
+        body.contains(r#"Session Set: <a href="/user">View Here</a>"#),
+        "{backend}"
+    );
+    assert_ne!(
+        browser.cookie.as_ref().map(Cookie::value),
+        Some(first.value()),
+        "{backend}: setting the name renews the session id"
+    );
+    let (_, _, body) = browser.get("/user").await;
+    assert!(
+        body.contains("&lt;i&gt;zoe&lt;/i&gt;"),
+        "{backend}: escaped name: {body}"
+    );
+    assert!(
+        body.contains(r#"<form method="post" action="/logout">"#),
+        "{backend}"
+    );
+    assert_eq!(
+        browser.get("/logout").await.0,
+        StatusCode::NOT_FOUND,
+        "{backend}: no GET logs out"
+    );
+    let (_, _, body) = browser.post("/logout").await;
+    assert!(
+        body.contains("logged out!") && body.contains(r#"<a href="/user">"#),
+        "{backend}"
+    );
+    assert!(
+        browser.get("/user").await.2.contains("user logged out!"),
+        "{backend}"
+    );
+}
 
-async fn devices_lists_sessions_signs_out_one_or_the_others_and_logs_it(store: AnyStore) {
+latchkey_tests::on_every_store!(
+    login_renews_greets_escapes_and_logs_out,
+    user_sets_shows_and_destroys_the_name,
+    devices_lists_sessions_signs_out_one_or_the_others_and_logs_it,
+);
+
+async fn devices_lists_sessions_signs_out_one_or_the_others_and_logs_it(store: latchkey::AnyStore) {
     let data = Devices::default();
     let builder = SessionMiddleware::builder(store, Key::generate())
         .cookie_secure(false)

@@ -21,6 +21,12 @@ use latchkey_tests::http::{get, post, session_cookie, token_of};
 use latchkey_tests::stores::{CountingStore, PausingStore, all_backends};
 use tokio::sync::Notify;
 
+latchkey_tests::on_every_store!(
+    renewal_keeps_the_creation_time_and_absolute_deadline,
+    renewal_of_a_session_logged_out_meanwhile_brings_nothing_back,
+    a_valid_cookie_whose_session_is_gone_is_left_alone,
+);
+
 fn builder(store: impl SessionStore, key: &Key) -> SessionMiddlewareBuilder {
     SessionMiddleware::builder(store, key.clone()).cookie_secure(false)
 }
@@ -104,80 +110,75 @@ async fn record_of(store: &AnyStore, cookie: &Cookie<'static>, key: &Key) -> Opt
     store.load(&token_of(cookie, key).id()).await.unwrap()
 }
 
-#[actix_web::test]
-async fn renewal_keeps_the_creation_time_and_absolute_deadline() {
-    for (backend, store) in all_backends().await {
-        let key = Key::generate();
-        let app = service(builder(store.clone(), &key).build().unwrap()).await;
-        let first = session_cookie(&post(&app, "/login/ann", None).await).unwrap();
-        let before = record_of(&store, &first, &key).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let renewed = session_cookie(&post(&app, "/renew", Some(&first)).await).unwrap();
-        assert_ne!(renewed.value(), first.value(), "{backend}: a new token");
-        let after = record_of(&store, &renewed, &key).await.unwrap();
-        assert_eq!(after.created_at, before.created_at, "{backend}");
-        assert_eq!(
-            after.deadlines.absolute, before.deadlines.absolute,
-            "{backend}: renewing never extends a session's life"
-        );
-        assert!(record_of(&store, &first, &key).await.is_none(), "{backend}");
+async fn renewal_keeps_the_creation_time_and_absolute_deadline(store: latchkey::AnyStore) {
+    let backend = latchkey::store::SessionStore::name(&store);
+    let key = Key::generate();
+    let app = service(builder(store.clone(), &key).build().unwrap()).await;
+    let first = session_cookie(&post(&app, "/login/ann", None).await).unwrap();
+    let before = record_of(&store, &first, &key).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let renewed = session_cookie(&post(&app, "/renew", Some(&first)).await).unwrap();
+    assert_ne!(renewed.value(), first.value(), "{backend}: a new token");
+    let after = record_of(&store, &renewed, &key).await.unwrap();
+    assert_eq!(after.created_at, before.created_at, "{backend}");
+    assert_eq!(
+        after.deadlines.absolute, before.deadlines.absolute,
+        "{backend}: renewing never extends a session's life"
+    );
+    assert!(record_of(&store, &first, &key).await.is_none(), "{backend}");
 
-        let relogged =
-            session_cookie(&post(&app, "/fresh-login/ann", Some(&renewed)).await).unwrap();
-        let fresh = record_of(&store, &relogged, &key).await.unwrap();
-        assert!(
-            fresh.created_at > before.created_at
-                && fresh.deadlines.absolute > before.deadlines.absolute,
-            "{backend}: login() starts a new lifetime"
-        );
-        assert_eq!(fresh.owner.as_deref(), Some("ann"), "{backend}");
-    }
+    let relogged = session_cookie(&post(&app, "/fresh-login/ann", Some(&renewed)).await).unwrap();
+    let fresh = record_of(&store, &relogged, &key).await.unwrap();
+    assert!(
+        fresh.created_at > before.created_at
+            && fresh.deadlines.absolute > before.deadlines.absolute,
+        "{backend}: login() starts a new lifetime"
+    );
+    assert_eq!(fresh.owner.as_deref(), Some("ann"), "{backend}");
 }
 
-#[actix_web::test]
-async fn renewal_of_a_session_logged_out_meanwhile_brings_nothing_back() {
-    for (backend, store) in all_backends().await {
-        let key = Key::generate();
-        let (loaded, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-        let (loaded_in, release_in) = (Arc::clone(&loaded), Arc::clone(&release));
-        let app = test::init_service(
-            App::new()
-                .wrap(builder(store.clone(), &key).build().unwrap())
-                .configure(routes)
-                .route(
-                    "/slow-renew",
-                    web::post().to(move |session: Session| {
-                        let (loaded, release) = (Arc::clone(&loaded_in), Arc::clone(&release_in));
-                        async move {
-                            session.renew();
-                            session.insert("stolen", true)?;
-                            loaded.notify_one();
-                            release.notified().await;
-                            Ok::<_, latchkey::Error>("renewed")
-                        }
-                    }),
-                ),
-        )
-        .await;
-        let owner = format!("victim-{backend}-{}", std::process::id());
-        let cookie = session_cookie(&post(&app, &format!("/login/{owner}"), None).await).unwrap();
-        let attacker = async { post(&app, "/slow-renew", Some(&cookie)).await };
-        let victim = async {
-            loaded.notified().await;
-            store.delete_by_owner(&owner, None).await.unwrap();
-            release.notify_one();
-        };
-        let (res, ()) = tokio::join!(attacker, victim);
-        assert_eq!(res.status(), StatusCode::OK, "{backend}");
-        assert!(
-            session_cookie(&res).is_none(),
-            "{backend}: no cookie for a session logged out meanwhile"
-        );
-        assert!(
-            store.list_by_owner(&owner).await.unwrap().is_empty(),
-            "{backend}: log out everywhere stays logged out"
-        );
-    }
+async fn renewal_of_a_session_logged_out_meanwhile_brings_nothing_back(store: latchkey::AnyStore) {
+    let backend = latchkey::store::SessionStore::name(&store);
+    let key = Key::generate();
+    let (loaded, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let (loaded_in, release_in) = (Arc::clone(&loaded), Arc::clone(&release));
+    let app = test::init_service(
+        App::new()
+            .wrap(builder(store.clone(), &key).build().unwrap())
+            .configure(routes)
+            .route(
+                "/slow-renew",
+                web::post().to(move |session: Session| {
+                    let (loaded, release) = (Arc::clone(&loaded_in), Arc::clone(&release_in));
+                    async move {
+                        session.renew();
+                        session.insert("stolen", true)?;
+                        loaded.notify_one();
+                        release.notified().await;
+                        Ok::<_, latchkey::Error>("renewed")
+                    }
+                }),
+            ),
+    )
+    .await;
+    let owner = format!("victim-{backend}-{}", std::process::id());
+    let cookie = session_cookie(&post(&app, &format!("/login/{owner}"), None).await).unwrap();
+    let attacker = async { post(&app, "/slow-renew", Some(&cookie)).await };
+    let victim = async {
+        loaded.notified().await;
+        store.delete_by_owner(&owner, None).await.unwrap();
+        release.notify_one();
+    };
+    let (res, ()) = tokio::join!(attacker, victim);
+    assert_eq!(res.status(), StatusCode::OK, "{backend}");
+    assert!(
+        session_cookie(&res).is_none(),
+        "{backend}: no cookie for a session logged out meanwhile"
+    );
+    assert!(
+        store.list_by_owner(&owner).await.unwrap().is_empty(),
+        "{backend}: log out everywhere stays logged out"
+    );
 }
 
 #[actix_web::test]
@@ -271,41 +272,39 @@ async fn never_extending_expires_a_session_in_use() {
     assert_eq!(body.as_ref(), b"None", "expired 600 ms after it started");
 }
 
-#[actix_web::test]
-async fn a_valid_cookie_whose_session_is_gone_is_left_alone() {
-    for (backend, store) in all_backends().await {
-        let key = Key::generate();
-        let middleware = builder(store.clone(), &key).build().unwrap();
-        let metrics = middleware.metrics();
-        let app = test::init_service(App::new().wrap(middleware).configure(routes)).await;
-        let cookie = session_cookie(&post(&app, "/count", None).await).unwrap();
-        store.delete(&token_of(&cookie, &key).id()).await.unwrap();
-        let read = get(&app, "/read", Some(&cookie)).await;
-        assert!(
-            session_cookie(&read).is_none(),
-            "{backend}: a read must not wipe a cookie a concurrent login may have replaced"
-        );
-        let write = post(&app, "/count", Some(&cookie)).await;
-        let replaced = session_cookie(&write).unwrap();
-        assert!(
-            !replaced.value().is_empty(),
-            "{backend}: a new session, not a removal"
-        );
+async fn a_valid_cookie_whose_session_is_gone_is_left_alone(store: latchkey::AnyStore) {
+    let backend = latchkey::store::SessionStore::name(&store);
+    let key = Key::generate();
+    let middleware = builder(store.clone(), &key).build().unwrap();
+    let metrics = middleware.metrics();
+    let app = test::init_service(App::new().wrap(middleware).configure(routes)).await;
+    let cookie = session_cookie(&post(&app, "/count", None).await).unwrap();
+    store.delete(&token_of(&cookie, &key).id()).await.unwrap();
+    let read = get(&app, "/read", Some(&cookie)).await;
+    assert!(
+        session_cookie(&read).is_none(),
+        "{backend}: a read must not wipe a cookie a concurrent login may have replaced"
+    );
+    let write = post(&app, "/count", Some(&cookie)).await;
+    let replaced = session_cookie(&write).unwrap();
+    assert!(
+        !replaced.value().is_empty(),
+        "{backend}: a new session, not a removal"
+    );
 
-        let mut forged = cookie.clone();
-        forged.set_value(format!("{}x", cookie.value()));
-        let rejected = get(&app, "/read", Some(&forged)).await;
-        assert_eq!(
-            session_cookie(&rejected).map(|c| c.value().to_owned()),
-            Some(String::new()),
-            "{backend}: a cookie that fails verification is removed"
-        );
-        assert_eq!(
-            metrics.snapshot().cookies_rejected,
-            1,
-            "{backend}: and counted"
-        );
-    }
+    let mut forged = cookie.clone();
+    forged.set_value(format!("{}x", cookie.value()));
+    let rejected = get(&app, "/read", Some(&forged)).await;
+    assert_eq!(
+        session_cookie(&rejected).map(|c| c.value().to_owned()),
+        Some(String::new()),
+        "{backend}: a cookie that fails verification is removed"
+    );
+    assert_eq!(
+        metrics.snapshot().cookies_rejected,
+        1,
+        "{backend}: and counted"
+    );
 }
 
 #[actix_web::test]

@@ -147,12 +147,13 @@ impl Cache {
             .filter(|cached| cached.record.version == expected);
         match replaced {
             Some(replaced) if self.generation(id) == generation => {
-                // As the store does: the idle deadline never moves earlier.
+                // As the store does: the idle deadline and last seen never move earlier.
                 record.deadlines.idle = record
                     .deadlines
                     .idle
                     .max(replaced.record.deadlines.idle)
                     .min(record.deadlines.absolute);
+                record.last_seen = record.last_seen.max(replaced.record.last_seen);
                 self.entries.insert(
                     *id,
                     Cached {
