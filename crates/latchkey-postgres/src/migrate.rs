@@ -1,8 +1,12 @@
 //! The embedded schema migrations and how they are applied.
 
+use deadpool_postgres::Object;
+use latchkey_core::StoreError;
 use sha2::{Digest as _, Sha256};
 
+use crate::failure::Failure;
 use crate::ident::Identifier;
+use crate::store::PostgresStore;
 
 /// One numbered migration from the repository's `migrations/` folder.
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +42,7 @@ pub const MIGRATIONS: &[Migration] = &[
 ];
 
 /// The SQL of `migration` for this schema and table.
-pub(crate) fn render(migration: &Migration, schema: &Identifier, table: &Identifier) -> String {
+fn render(migration: &Migration, schema: &Identifier, table: &Identifier) -> String {
     migration
         .sql
         .replace("{{schema}}", &schema.quoted())
@@ -47,7 +51,7 @@ pub(crate) fn render(migration: &Migration, schema: &Identifier, table: &Identif
 }
 
 /// The statements that make the bookkeeping table.
-pub(crate) fn bookkeeping(schema: &Identifier, table: &Identifier) -> String {
+fn bookkeeping(schema: &Identifier, table: &Identifier) -> String {
     format!(
         "CREATE SCHEMA IF NOT EXISTS {schema}; \
          CREATE TABLE IF NOT EXISTS {schema}.\"{table}_migrations\" ( \
@@ -58,13 +62,13 @@ pub(crate) fn bookkeeping(schema: &Identifier, table: &Identifier) -> String {
 }
 
 /// The name of the bookkeeping table, quoted with its schema.
-pub(crate) fn bookkeeping_table(schema: &Identifier, table: &Identifier) -> String {
+fn bookkeeping_table(schema: &Identifier, table: &Identifier) -> String {
     format!("{}.\"{}_migrations\"", schema.quoted(), table.as_str())
 }
 
 /// The advisory-lock key that serialises migrations of one table, so that
 /// application instances starting together do not race.
-pub(crate) fn lock_key(schema: &Identifier, table: &Identifier) -> i64 {
+fn lock_key(schema: &Identifier, table: &Identifier) -> i64 {
     let digest = Sha256::digest(format!(
         "latchkey-migrate:{}.{}",
         schema.as_str(),
@@ -73,6 +77,82 @@ pub(crate) fn lock_key(schema: &Identifier, table: &Identifier) -> i64 {
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&digest[..8]);
     i64::from_be_bytes(bytes)
+}
+
+impl PostgresStore {
+    /// Creates the schema and table, or brings them up to date.
+    ///
+    /// Idempotent, and safe when several application instances start at once:
+    /// migrations run in one transaction under an advisory lock, and each
+    /// applied migration is recorded in `<table>_migrations`.
+    ///
+    /// # Errors
+    ///
+    /// When the server is unreachable or refuses a statement (e.g. the role
+    /// may not create the schema).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let (schema, table) = (&self.shared.schema, &self.shared.table);
+        let attempt = async {
+            let mut client = Detached(Some(self.pool.get().await?));
+            let Some(connection) = client.0.as_mut() else {
+                return Err(Failure::Store(StoreError::corrupt("no connection")));
+            };
+            let tx = connection.transaction().await?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1)",
+                &[&lock_key(schema, table)],
+            )
+            .await?;
+            tx.batch_execute(&bookkeeping(schema, table)).await?;
+            let applied: Vec<i32> = tx
+                .query(
+                    &format!("SELECT version FROM {}", bookkeeping_table(schema, table)),
+                    &[],
+                )
+                .await?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+                tx.batch_execute(&render(migration, schema, table)).await?;
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {} (version, name) VALUES ($1, $2)",
+                        bookkeeping_table(schema, table)
+                    ),
+                    &[&migration.version, &migration.name],
+                )
+                .await?;
+                tracing::info!(
+                    migration = migration.name,
+                    "applied session-store migration"
+                );
+            }
+            tx.commit().await?;
+            drop(client);
+            Ok::<_, Failure>(())
+        };
+        // Migrations may wait on another instance's lock: allow more than one
+        // operation's time.
+        match tokio::time::timeout(self.shared.timeout * 10, attempt).await {
+            Ok(result) => result.map_err(Failure::into_store_error),
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+}
+
+/// A connection taken out of the pool for good when dropped, whatever the exit.
+/// A connection's socket is served by the runtime that made it, and `migrate`
+/// usually runs on the main thread at start-up: pooled, a connection from there
+/// would carry the workers' statements through the main thread.
+struct Detached(Option<Object>);
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            drop(Object::take(object));
+        }
+    }
 }
 
 #[cfg(test)]

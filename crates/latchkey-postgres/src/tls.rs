@@ -5,9 +5,9 @@ use deadpool_postgres::{Manager, ManagerConfig};
 use tokio_postgres::NoTls;
 use tokio_postgres::config::SslMode;
 
-use crate::store::ConfigError;
 #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
-use crate::store::PostgresStoreBuilder;
+use crate::builder::PostgresStoreBuilder;
+use crate::error::PostgresConfigError;
 
 /// The TLS settings of a [`PostgresStoreBuilder`](crate::PostgresStoreBuilder).
 #[derive(Clone, Default)]
@@ -64,7 +64,7 @@ impl TlsSettings {
         &self,
         config: tokio_postgres::Config,
         manager: ManagerConfig,
-    ) -> Result<Manager, ConfigError> {
+    ) -> Result<Manager, PostgresConfigError> {
         match &self.choice {
             Choice::FromUrl => match config.get_ssl_mode() {
                 // `prefer` stays plain text, as without TLS features: a
@@ -92,7 +92,9 @@ impl TlsSettings {
                 for cert in pem_blocks(pem)? {
                     builder.add_root_certificate(cert);
                 }
-                let connector = builder.build().map_err(tls_error)?;
+                let connector = builder
+                    .build()
+                    .map_err(|err| tls_failure("the TLS connector could not be made", err))?;
                 Ok(native_manager(connector, config, manager))
             }
             #[cfg(feature = "tls-rustls")]
@@ -113,7 +115,9 @@ impl TlsSettings {
 
 /// `config` with TLS required, for a builder given TLS settings.
 #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
-fn required(mut config: tokio_postgres::Config) -> Result<tokio_postgres::Config, ConfigError> {
+fn required(
+    mut config: tokio_postgres::Config,
+) -> Result<tokio_postgres::Config, PostgresConfigError> {
     if config.get_ssl_mode() == SslMode::Disable {
         return Err(tls_error(
             "the URL says sslmode=disable, but the builder was given TLS settings",
@@ -181,8 +185,24 @@ impl PostgresStoreBuilder {
     }
 }
 
-fn tls_error(detail: impl std::fmt::Display) -> ConfigError {
-    ConfigError::Tls(detail.to_string())
+/// TLS refused for a reason of this crate's, with no library error behind it.
+fn tls_error(reason: impl Into<String>) -> PostgresConfigError {
+    PostgresConfigError::Tls {
+        reason: reason.into(),
+        source: None,
+    }
+}
+
+/// TLS refused because the TLS library failed; its error is kept as the source.
+#[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+fn tls_failure(
+    reason: &str,
+    source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> PostgresConfigError {
+    PostgresConfigError::Tls {
+        reason: reason.to_owned(),
+        source: Some(source.into()),
+    }
 }
 
 /// TLS trusting the platform's root certificates, for `sslmode=require`.
@@ -190,7 +210,7 @@ fn tls_error(detail: impl std::fmt::Display) -> ConfigError {
 fn platform(
     config: tokio_postgres::Config,
     manager: ManagerConfig,
-) -> Result<Manager, ConfigError> {
+) -> Result<Manager, PostgresConfigError> {
     let found = rustls_native_certs::load_native_certs();
     if found.certs.is_empty() {
         let reasons: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
@@ -210,8 +230,9 @@ fn platform(
 fn platform(
     config: tokio_postgres::Config,
     manager: ManagerConfig,
-) -> Result<Manager, ConfigError> {
-    let connector = native_tls::TlsConnector::new().map_err(tls_error)?;
+) -> Result<Manager, PostgresConfigError> {
+    let connector = native_tls::TlsConnector::new()
+        .map_err(|err| tls_failure("the platform's TLS connector could not be made", err))?;
     Ok(native_manager(connector, config, manager))
 }
 
@@ -219,7 +240,7 @@ fn platform(
 fn platform(
     _config: tokio_postgres::Config,
     _manager: ManagerConfig,
-) -> Result<Manager, ConfigError> {
+) -> Result<Manager, PostgresConfigError> {
     Err(tls_error(
         "the URL's sslmode requires TLS: enable the tls-rustls or tls-native-tls feature of \
          latchkey-postgres (postgres-rustls or postgres-native-tls of latchkey)",
@@ -228,18 +249,19 @@ fn platform(
 
 /// The certificates of a PEM bundle, for rustls.
 #[cfg(feature = "tls-rustls")]
-fn rustls_roots(pem: &[u8]) -> Result<rustls::RootCertStore, ConfigError> {
+fn rustls_roots(pem: &[u8]) -> Result<rustls::RootCertStore, PostgresConfigError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject as _;
 
-    let invalid = |err: &dyn std::fmt::Display| tls_error(format!("root certificate: {err}"));
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(pem) {
-        let cert = cert.map_err(|err| invalid(&err))?;
-        roots.add(cert).map_err(|err| invalid(&err))?;
+        let cert = cert.map_err(|err| tls_failure("root certificate does not parse", err))?;
+        roots
+            .add(cert)
+            .map_err(|err| tls_failure("root certificate is not usable", err))?;
     }
     if roots.is_empty() {
-        return Err(invalid(&"no PEM CERTIFICATE block"));
+        return Err(tls_error("root certificate: no PEM CERTIFICATE block"));
     }
     Ok(roots)
 }
@@ -247,13 +269,15 @@ fn rustls_roots(pem: &[u8]) -> Result<rustls::RootCertStore, ConfigError> {
 /// A rustls configuration that verifies servers against `roots`, on the
 /// application's process-wide crypto provider if it installed one, else ring.
 #[cfg(feature = "tls-rustls")]
-fn rustls_with_roots(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, ConfigError> {
+fn rustls_with_roots(
+    roots: rustls::RootCertStore,
+) -> Result<rustls::ClientConfig, PostgresConfigError> {
     let provider = rustls::crypto::CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| std::sync::Arc::new(rustls::crypto::ring::default_provider()));
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(tls_error)?
+        .map_err(|err| tls_failure("the crypto provider offers no safe protocol version", err))?
         .with_root_certificates(roots)
         .with_no_client_auth())
 }
@@ -280,16 +304,16 @@ fn native_manager(
 
 /// The certificates of a PEM bundle: native-tls reads one at a time.
 #[cfg(all(feature = "tls-native-tls", not(feature = "tls-rustls")))]
-fn pem_blocks(pem: &[u8]) -> Result<Vec<native_tls::Certificate>, ConfigError> {
+fn pem_blocks(pem: &[u8]) -> Result<Vec<native_tls::Certificate>, PostgresConfigError> {
     const END: &str = "-----END CERTIFICATE-----";
-    let text =
-        std::str::from_utf8(pem).map_err(|err| tls_error(format!("root certificate: {err}")))?;
+    let text = std::str::from_utf8(pem)
+        .map_err(|err| tls_failure("root certificate does not parse", err))?;
     let certs = text
         .split_inclusive(END)
         .filter(|block| block.contains(END))
         .map(|block| {
             native_tls::Certificate::from_pem(block.trim().as_bytes())
-                .map_err(|err| tls_error(format!("root certificate: {err}")))
+                .map_err(|err| tls_failure("root certificate does not parse", err))
         })
         .collect::<Result<Vec<_>, _>>()?;
     if certs.is_empty() {
@@ -300,7 +324,7 @@ fn pem_blocks(pem: &[u8]) -> Result<Vec<native_tls::Certificate>, ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use crate::{ConfigError, PostgresStore};
+    use crate::{PostgresConfigError, PostgresStore};
 
     #[test]
     fn sslmode_require_needs_a_tls_feature() {
@@ -309,7 +333,7 @@ mod tests {
             assert!(built.is_ok(), "{built:?}");
         } else {
             assert!(
-                matches!(&built, Err(ConfigError::Tls(why)) if why.contains("feature")),
+                matches!(&built, Err(PostgresConfigError::Tls { reason, .. }) if reason.contains("feature")),
                 "{built:?}"
             );
         }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use latchkey_core::{
     Deadlines, Record, SaveOutcome, SessionStore, SessionToken, StoreError, Timestamp,
 };
-use latchkey_postgres::{ConfigError, PostgresStore, PostgresStoreBuilder};
+use latchkey_postgres::{PostgresConfigError, PostgresStore, PostgresStoreBuilder};
 use latchkey_testkit::block_on;
 use latchkey_testkit::servers::{PrivatePostgres, unique_name};
 use latchkey_testkit::tls::TestCertificates;
@@ -196,13 +196,16 @@ fn tls_settings_that_cannot_apply_are_refused_by_build() {
         .tls_root_certificate(certs.ca_pem())
         .build();
     assert!(
-        matches!(&disabled, Err(ConfigError::Tls(why)) if why.contains("sslmode=disable")),
+        matches!(&disabled, Err(PostgresConfigError::Tls { reason, .. }) if reason.contains("sslmode=disable")),
         "{disabled:?}"
     );
     let not_pem = builder("postgres://app@127.0.0.1/app")
         .tls_root_certificate("not a certificate")
         .build();
-    assert!(matches!(&not_pem, Err(ConfigError::Tls(_))), "{not_pem:?}");
+    assert!(
+        matches!(&not_pem, Err(PostgresConfigError::Tls { .. })),
+        "{not_pem:?}"
+    );
 
     let config: tokio_postgres::Config = "postgres://app@127.0.0.1/app".parse().unwrap();
     let manager = latchkey_postgres::deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
@@ -212,5 +215,8 @@ fn tls_settings_that_cannot_apply_are_refused_by_build() {
     let on_pool = PostgresStore::builder_on_pool(pool)
         .tls_root_certificate(certs.ca_pem())
         .build();
-    assert_eq!(on_pool.err(), Some(ConfigError::PoolSetting("TLS")));
+    assert!(
+        matches!(on_pool, Err(PostgresConfigError::PoolSetting("TLS"))),
+        "{on_pool:?}"
+    );
 }

@@ -250,7 +250,7 @@ async fn redis_cluster(_url: &str) -> Result<AnyStore, StoreUrlError> {
 
 #[cfg(feature = "postgres")]
 async fn postgres(url: &str) -> Result<AnyStore, StoreUrlError> {
-    let invalid = |err: crate::postgres::ConfigError| StoreUrlError::InvalidUrl {
+    let invalid = |err: crate::postgres::PostgresConfigError| StoreUrlError::InvalidUrl {
         store: "postgres",
         source: Box::new(err),
     };
