@@ -177,9 +177,9 @@
 //! latchkey_testkit::block_on(latchkey_testkit::run_all(|| async { MapStore::default() }));
 //! ```
 //!
-//! The [`servers`] module finds the Redis and PostgreSQL servers tests use,
-//! and starts private ones (with TLS too, certificates from `tls`, feature
-//! `tls`).
+//! With the `servers` feature, `servers` finds the Redis and PostgreSQL
+//! servers tests use, and starts private ones (with TLS too, certificates
+//! from `tls`, feature `tls`).
 //!
 //! With the `explorer` feature, `explorer` runs concurrent requests through
 //! the real middleware and checks every interleaving of their store calls
@@ -192,6 +192,7 @@ pub mod cases;
 #[cfg(feature = "explorer")]
 pub mod explorer;
 mod runner;
+#[cfg(feature = "servers")]
 pub mod servers;
 #[cfg(feature = "tls")]
 pub mod tls;
