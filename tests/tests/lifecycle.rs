@@ -18,13 +18,15 @@ use latchkey::{
     StoreError, Timestamp,
 };
 use latchkey_tests::http::{get, post, session_cookie, token_of};
-use latchkey_tests::stores::{CountingStore, PausingStore, all_backends};
+use latchkey_tests::stores::{CountingStore, PausingStore};
 use tokio::sync::Notify;
 
 latchkey_tests::on_every_store!(
     renewal_keeps_the_creation_time_and_absolute_deadline,
     renewal_of_a_session_logged_out_meanwhile_brings_nothing_back,
     a_valid_cookie_whose_session_is_gone_is_left_alone,
+    sessions_in_use_do_not_expire_under_either_extension_policy,
+    saves_move_the_idle_deadline_at_most_once_per_interval,
 );
 
 fn builder(store: impl SessionStore, key: &Key) -> SessionMiddlewareBuilder {
@@ -181,74 +183,70 @@ async fn renewal_of_a_session_logged_out_meanwhile_brings_nothing_back(store: la
     );
 }
 
-#[actix_web::test]
-async fn sessions_in_use_do_not_expire_under_either_extension_policy() {
+async fn sessions_in_use_do_not_expire_under_either_extension_policy(store: latchkey::AnyStore) {
+    let backend = latchkey::store::SessionStore::name(&store);
     for policy in [IdleExtension::OnEveryRequest, IdleExtension::OnChange] {
-        for (backend, store) in all_backends().await {
-            let key = Key::generate();
-            let app = service(
-                builder(store, &key)
-                    .idle_timeout(Duration::from_millis(1500))
-                    .idle_extension(policy)
-                    .idle_extension_interval(Duration::from_millis(300))
-                    .build()
-                    .unwrap(),
-            )
-            .await;
-            let cookie = session_cookie(&post(&app, "/count", None).await).unwrap();
-            for _ in 0..6 {
-                tokio::time::sleep(Duration::from_millis(400)).await;
-                // Reads keep it alive only where reads extend; writes do once per interval.
-                let res = if policy == IdleExtension::OnChange {
-                    post(&app, "/count", Some(&cookie)).await
-                } else {
-                    get(&app, "/read", Some(&cookie)).await
-                };
-                assert_eq!(res.status(), StatusCode::OK);
-            }
-            let body = test::read_body(get(&app, "/read", Some(&cookie)).await).await;
-            assert_ne!(
-                body.as_ref(),
-                b"None",
-                "{backend} {policy:?}: a session used every 0.4 s outlived its 1.5 s idle timeout"
-            );
+        let key = Key::generate();
+        let app = service(
+            builder(store.clone(), &key)
+                .idle_timeout(Duration::from_millis(1500))
+                .idle_extension(policy)
+                .idle_extension_interval(Duration::from_millis(300))
+                .build()
+                .unwrap(),
+        )
+        .await;
+        let cookie = session_cookie(&post(&app, "/count", None).await).unwrap();
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            // Reads keep it alive only where reads extend; writes do once per interval.
+            let res = if policy == IdleExtension::OnChange {
+                post(&app, "/count", Some(&cookie)).await
+            } else {
+                get(&app, "/read", Some(&cookie)).await
+            };
+            assert_eq!(res.status(), StatusCode::OK);
         }
+        let body = test::read_body(get(&app, "/read", Some(&cookie)).await).await;
+        assert_ne!(
+            body.as_ref(),
+            b"None",
+            "{backend} {policy:?}: a session used every 0.4 s outlived its 1.5 s idle timeout"
+        );
     }
 }
 
-#[actix_web::test]
-async fn saves_move_the_idle_deadline_at_most_once_per_interval() {
+async fn saves_move_the_idle_deadline_at_most_once_per_interval(store: latchkey::AnyStore) {
+    let backend = latchkey::store::SessionStore::name(&store);
     for policy in [IdleExtension::OnEveryRequest, IdleExtension::OnChange] {
-        for (backend, store) in all_backends().await {
-            let key = Key::generate();
-            let app = service(
-                builder(store.clone(), &key)
-                    .idle_timeout(Duration::from_secs(60))
-                    .idle_extension(policy)
-                    .idle_extension_interval(Duration::from_millis(800))
-                    .build()
-                    .unwrap(),
-            )
-            .await;
-            let cookie = session_cookie(&post(&app, "/count", None).await).unwrap();
-            let created = record_of(&store, &cookie, &key).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            post(&app, "/count", Some(&cookie)).await;
-            let soon = record_of(&store, &cookie, &key).await.unwrap();
-            assert_eq!(soon.data.get("n"), Some(&2.into()), "{backend} {policy:?}");
-            assert_eq!(
-                soon.deadlines, created.deadlines,
-                "{backend} {policy:?}: a save inside the interval keeps the stored deadlines"
-            );
-            tokio::time::sleep(Duration::from_millis(850)).await;
-            post(&app, "/count", Some(&cookie)).await;
-            let later = record_of(&store, &cookie, &key).await.unwrap();
-            assert!(
-                later.deadlines.idle > created.deadlines.idle,
-                "{backend} {policy:?}: a save after the interval moves the idle deadline"
-            );
-            assert_eq!(later.deadlines.absolute, created.deadlines.absolute);
-        }
+        let key = Key::generate();
+        let app = service(
+            builder(store.clone(), &key)
+                .idle_timeout(Duration::from_secs(60))
+                .idle_extension(policy)
+                .idle_extension_interval(Duration::from_millis(800))
+                .build()
+                .unwrap(),
+        )
+        .await;
+        let cookie = session_cookie(&post(&app, "/count", None).await).unwrap();
+        let created = record_of(&store, &cookie, &key).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        post(&app, "/count", Some(&cookie)).await;
+        let soon = record_of(&store, &cookie, &key).await.unwrap();
+        assert_eq!(soon.data.get("n"), Some(&2.into()), "{backend} {policy:?}");
+        assert_eq!(
+            soon.deadlines, created.deadlines,
+            "{backend} {policy:?}: a save inside the interval keeps the stored deadlines"
+        );
+        tokio::time::sleep(Duration::from_millis(850)).await;
+        post(&app, "/count", Some(&cookie)).await;
+        let later = record_of(&store, &cookie, &key).await.unwrap();
+        assert!(
+            later.deadlines.idle > created.deadlines.idle,
+            "{backend} {policy:?}: a save after the interval moves the idle deadline"
+        );
+        assert_eq!(later.deadlines.absolute, created.deadlines.absolute);
     }
 }
 
@@ -567,11 +565,24 @@ async fn unbounded_durations_are_refused() {
 /// writers, on Redis and PostgreSQL. (The memory store's saves never wait, so
 /// writers there never queue.)
 #[actix_web::test]
-async fn queued_writers_of_one_session_commit_together() {
-    for (backend, store) in all_backends().await {
-        if backend == "memory" {
-            continue;
-        }
+async fn queued_writers_of_one_session_commit_together_on_redis() {
+    queued_writers_commit_together(latchkey::AnyStore::new(
+        latchkey_tests::stores::redis_store().await,
+    ))
+    .await;
+}
+
+#[actix_web::test]
+async fn queued_writers_of_one_session_commit_together_on_postgres() {
+    queued_writers_commit_together(latchkey::AnyStore::new(
+        latchkey_tests::stores::postgres_store().await,
+    ))
+    .await;
+}
+
+async fn queued_writers_commit_together(store: latchkey::AnyStore) {
+    let backend = latchkey::store::SessionStore::name(&store);
+    {
         let counting = CountingStore::new(store);
         let calls = Arc::clone(&counting.calls);
         let key = Key::generate();

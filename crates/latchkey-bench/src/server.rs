@@ -81,12 +81,14 @@ pub async fn serve(kind: Kind, port: u16, backends: Backends) -> std::io::Result
                 // Every session carries a device description (with the
                 // network of the client) and a CSRF token, as an application
                 // using them would: they must cost no store round trip.
+                let metadata = if plain_sessions() {
+                    latchkey::DeviceMetadata::off()
+                } else {
+                    latchkey::DeviceMetadata::default().client_ip(latchkey::ClientIp::Truncated)
+                };
                 let sessions = SessionMiddleware::builder(store.clone(), key.clone())
                     .cookie_secure(false)
-                    .device_metadata(
-                        latchkey::DeviceMetadata::default()
-                            .client_ip(latchkey::ClientIp::Truncated),
-                    )
+                    .device_metadata(metadata)
                     .build()
                     .unwrap_or_else(|_| SessionMiddleware::new(store.clone(), key.clone()));
                 App::new()
@@ -207,9 +209,17 @@ async fn redis_store(backends: &Backends) -> std::io::Result<latchkey::redis::Re
     Ok(store)
 }
 
+/// Whether `LATCHKEY_BENCH_PLAIN_SESSIONS` asks for sessions without a device
+/// description or a CSRF token, to measure what those cost.
+pub fn plain_sessions() -> bool {
+    std::env::var_os("LATCHKEY_BENCH_PLAIN_SESSIONS").is_some()
+}
+
 async fn latchkey_new(session: Session) -> Result<String, latchkey::Error> {
     session.insert("user", next_user())?;
-    session.csrf_token()?;
+    if !plain_sessions() {
+        session.csrf_token()?;
+    }
     Ok("new".into())
 }
 

@@ -1,7 +1,5 @@
 //! Schema and table names, checked before they go anywhere near SQL.
 
-use std::fmt;
-
 /// Longest accepted name: index names append up to 15 characters, and
 /// PostgreSQL truncates identifiers at 63 bytes.
 const MAX_LEN: usize = 40;
@@ -13,20 +11,11 @@ const MAX_LEN: usize = 40;
 pub struct Identifier(String);
 
 /// A name [`Identifier::new`] refuses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a valid schema or table name: use 1 to {MAX_LEN} lower-case ASCII letters, digits and _, not starting with a digit"
+)]
 pub struct InvalidIdentifier(pub String);
-
-impl fmt::Display for InvalidIdentifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:?} is not a valid schema or table name: use 1 to {MAX_LEN} lower-case ASCII letters, digits and _, not starting with a digit",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for InvalidIdentifier {}
 
 impl Identifier {
     /// Checks `name`.
