@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 
 use actix_web::HttpRequest;
-use actix_web::http::header::{self, HeaderName};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use latchkey_core::{Record, SessionData};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -154,12 +154,31 @@ impl DeviceMetadata {
         self
     }
 
-    /// The description of the device `req` comes from, `None` when nothing is
-    /// to be recorded.
-    pub(crate) fn describe(&self, req: &HttpRequest) -> Option<Device> {
+    /// What `req` tells about its device, kept as it came (header values
+    /// are reference-counted): most requests never store a session, so the
+    /// description is only made when one does.
+    pub(crate) fn clues(&self, req: &HttpRequest) -> Clues {
         let user_agent = (self.user_agent_bytes > 0)
-            .then(|| req.headers().get(header::USER_AGENT))
-            .flatten()
+            .then(|| req.headers().get(header::USER_AGENT).cloned())
+            .flatten();
+        let (address_header, peer) = match (self.client_ip, &self.client_ip_header) {
+            (ClientIp::Off, _) => (None, None),
+            // A proxy may add its own header line after the client's.
+            (_, Some(name)) => (req.headers().get_all(name).last().cloned(), None),
+            (_, None) => (None, req.peer_addr().map(|peer| peer.ip())),
+        };
+        Clues {
+            user_agent,
+            address_header,
+            peer,
+        }
+    }
+
+    /// The description `clues` make, `None` when nothing is to be recorded.
+    pub(crate) fn describe(&self, clues: &Clues) -> Option<Device> {
+        let user_agent = clues
+            .user_agent
+            .as_ref()
             .map(|value| {
                 truncate(
                     &String::from_utf8_lossy(value.as_bytes()),
@@ -167,26 +186,30 @@ impl DeviceMetadata {
                 )
             })
             .filter(|agent| !agent.is_empty());
+        let address = match &self.client_ip_header {
+            None => clues.peer,
+            Some(_) => clues.address_header.as_ref().and_then(|value| {
+                let last = value.to_str().ok()?.rsplit(',').next()?.trim();
+                parse_address(last)
+            }),
+        };
         let ip = match self.client_ip {
             ClientIp::Off => None,
-            ClientIp::Truncated => self.address(req).map(truncate_address),
-            ClientIp::Full => self.address(req),
+            ClientIp::Truncated => address.map(truncate_address),
+            ClientIp::Full => address,
         }
         .map(|address| address.to_string());
         (user_agent.is_some() || ip.is_some()).then_some(Device { user_agent, ip })
     }
+}
 
-    fn address(&self, req: &HttpRequest) -> Option<IpAddr> {
-        match &self.client_ip_header {
-            None => req.peer_addr().map(|peer| peer.ip()),
-            Some(name) => {
-                // A proxy may add its own header line after the client's.
-                let value = req.headers().get_all(name).last()?.to_str().ok()?;
-                let last = value.rsplit(',').next()?.trim();
-                parse_address(last)
-            }
-        }
-    }
+/// What a request told about its device, before [`DeviceMetadata::describe`]
+/// makes a description of it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Clues {
+    user_agent: Option<HeaderValue>,
+    address_header: Option<HeaderValue>,
+    peer: Option<IpAddr>,
 }
 
 /// An address as proxies write it: bare, or with a port (`1.2.3.4:80`,
@@ -310,16 +333,20 @@ mod tests {
     use super::*;
     use actix_web::test::TestRequest;
 
+    fn describe_request(metadata: &DeviceMetadata, req: &HttpRequest) -> Option<Device> {
+        metadata.describe(&metadata.clues(req))
+    }
+
     #[test]
     fn the_default_keeps_a_truncated_agent_and_no_address() {
         let req = TestRequest::default()
             .insert_header((header::USER_AGENT, "a\t".repeat(300)))
             .peer_addr("192.0.2.7:4000".parse().unwrap())
             .to_http_request();
-        let device = DeviceMetadata::default().describe(&req).unwrap();
+        let device = describe_request(&DeviceMetadata::default(), &req).unwrap();
         assert_eq!(device.user_agent.as_deref(), Some(&*"a".repeat(256)));
         assert_eq!(device.ip, None);
-        assert_eq!(DeviceMetadata::off().describe(&req), None);
+        assert_eq!(describe_request(&DeviceMetadata::off(), &req), None);
     }
 
     #[test]
@@ -338,7 +365,7 @@ mod tests {
         };
         let truncated = DeviceMetadata::off().client_ip(ClientIp::Truncated);
         let ip = |metadata: &DeviceMetadata, peer: &str| {
-            metadata.describe(&req(peer)).and_then(|d| d.ip)
+            describe_request(metadata, &req(peer)).and_then(|d| d.ip)
         };
         assert_eq!(ip(&truncated, "192.0.2.77:1").as_deref(), Some("192.0.2.0"));
         assert_eq!(
@@ -359,7 +386,7 @@ mod tests {
             if let Some(value) = value {
                 req = req.insert_header(("x-forwarded-for", value));
             }
-            metadata.describe(&req.to_http_request()).and_then(|d| d.ip)
+            describe_request(&metadata, &req.to_http_request()).and_then(|d| d.ip)
         };
         assert_eq!(
             ip(Some("6.6.6.6, 198.51.100.4")).as_deref(),
@@ -376,7 +403,9 @@ mod tests {
             .append_header(("x-forwarded-for", "198.51.100.5"))
             .to_http_request();
         assert_eq!(
-            metadata.describe(&two_lines).and_then(|d| d.ip).as_deref(),
+            describe_request(&metadata, &two_lines)
+                .and_then(|d| d.ip)
+                .as_deref(),
             Some("198.51.100.5"),
             "the proxy's own line, after the client's"
         );

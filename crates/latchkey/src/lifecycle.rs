@@ -27,7 +27,7 @@ use latchkey_core::{
 use crate::audit::{AuditEvent, AuditKind};
 use crate::config::{CookieLifetime, IdleExtension};
 use crate::cookie::Incoming;
-use crate::device::{DEVICE_KEY, Device};
+use crate::device::{Clues, DEVICE_KEY, Device};
 use crate::error::Error;
 use crate::metrics::ObservedStore;
 use crate::ops::replay;
@@ -59,27 +59,24 @@ pub(crate) enum CookieAction {
 /// Reads the session the cookie names, within the session deadline.
 pub(crate) async fn load(
     incoming: Incoming,
-    device: Option<Device>,
+    clues: Clues,
     config: &Shared,
 ) -> Result<State, Error> {
-    let mut state = read(incoming, device.as_ref(), config).await?;
-    state.device = device;
+    let mut state = read(incoming, &clues, config).await?;
+    state.clues = clues;
     Ok(state)
 }
 
-async fn read(
-    incoming: Incoming,
-    device: Option<&Device>,
-    config: &Shared,
-) -> Result<State, Error> {
+async fn read(incoming: Incoming, clues: &Clues, config: &Shared) -> Result<State, Error> {
     let (token, stale_key) = match incoming {
         Incoming::Absent => return Ok(State::fresh(IncomingCookie::Absent)),
         Incoming::Invalid => {
             config.store.metrics().cookie_rejected();
             tracing::info!("session cookie failed verification; starting a new session");
-            config
-                .audit
-                .emit(AuditEvent::new(AuditKind::VerificationFailed).device(device));
+            config.audit.emit(
+                AuditEvent::new(AuditKind::VerificationFailed)
+                    .device(config.device_metadata.describe(clues).as_ref()),
+            );
             return Ok(State::fresh(IncomingCookie::Rejected));
         }
         Incoming::Token { token, stale_key } => (token, stale_key),
@@ -96,7 +93,7 @@ async fn read(
             config.audit.emit(
                 AuditEvent::new(AuditKind::SessionGone)
                     .session(token.id())
-                    .device(device),
+                    .device(config.device_metadata.describe(clues).as_ref()),
             );
             State::fresh(IncomingCookie::Valid)
         }
@@ -370,14 +367,15 @@ async fn created(change: Change, config: &Shared, now: Timestamp) -> Result<Cook
     record.data = change.data;
     record.owner = change.owner;
     record.idle_timeout = change.remember;
-    describe_device(&mut record, change.device.as_ref());
+    let device = config.device_metadata.describe(&change.clues);
+    describe_device(&mut record, device.as_ref());
     let token = create(&config.store, &record).await?;
     if change.logged_in {
         config.audit.emit(
             AuditEvent::new(AuditKind::Login)
                 .owner(record.owner.as_deref())
                 .session(token.id())
-                .device(change.device.as_ref()),
+                .device(device.as_ref()),
         );
     }
     Ok(CookieAction::Set {
@@ -404,7 +402,7 @@ async fn renewed(
     let old = loaded.token.id();
     let mut turn = config.runtime.write_queue.enter(old).await;
     let remember = change.remember;
-    let device = change.device.clone();
+    let device = config.device_metadata.describe(&change.clues);
     let mut pending = Pending::new(&loaded, change, &turn, config)?;
     let successor = |pending: &Pending| {
         let mut record = pending.record.clone();
@@ -570,7 +568,7 @@ async fn purged(
             AuditEvent::new(AuditKind::Logout)
                 .owner(ended.owner.as_deref())
                 .session(id)
-                .device(ended.device.as_ref()),
+                .device(config.device_metadata.describe(&ended.clues).as_ref()),
         );
     }
     match refill {

@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use crate::cookie::Incoming;
-use crate::device::Device;
+use crate::device::{Clues, Device};
 use crate::error::Error;
 use crate::ops::Op;
 use crate::shared::Shared;
@@ -100,8 +100,9 @@ pub(crate) struct Change {
     pub(crate) ops: Vec<Op>,
     /// The idle timeout [`Session::remember`] asked for.
     pub(crate) remember: Option<Duration>,
-    /// The request's device, recorded when the session is stored anew.
-    pub(crate) device: Option<Device>,
+    /// What the request told about its device, described when the session
+    /// is stored anew.
+    pub(crate) clues: Clues,
     /// [`Session::login`] was called.
     pub(crate) logged_in: bool,
 }
@@ -148,8 +149,8 @@ pub(crate) struct State {
     pub(crate) intent: Intent,
     /// The stored session `purge()` ended, deleted after the handler.
     pub(crate) ended: Option<Ended>,
-    /// The request's device, as the configuration allows it to be recorded.
-    pub(crate) device: Option<Device>,
+    /// What the request told about its device.
+    pub(crate) clues: Clues,
     /// [`Session::login`] was called.
     logged_in: bool,
     /// What loading took, charged to the session deadline.
@@ -165,7 +166,7 @@ pub(crate) struct State {
 pub(crate) struct Ended {
     pub(crate) token: SessionToken,
     pub(crate) owner: Option<String>,
-    pub(crate) device: Option<Device>,
+    pub(crate) clues: Clues,
 }
 
 /// The prefix of the keys the library keeps in a session's values (flash
@@ -217,7 +218,7 @@ impl State {
             remember: None,
             intent: Intent::Keep,
             ended: None,
-            device: None,
+            clues: Clues::default(),
             logged_in: false,
             load_took: Duration::ZERO,
             sealed: false,
@@ -294,7 +295,7 @@ impl State {
             owner: self.owner,
             ops: self.ops,
             remember: self.remember,
-            device: self.device,
+            clues: self.clues,
             logged_in: self.logged_in,
         };
         match (self.intent, self.loaded) {
@@ -459,7 +460,7 @@ impl Session {
 
     /// The request's device, as the configuration allows it to be recorded.
     pub(crate) fn request_device(&self) -> Option<Device> {
-        self.state().device.clone()
+        self.config.device_metadata.describe(&self.state().clues)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -848,17 +849,17 @@ impl Session {
     /// ```
     pub fn purge(&self) {
         let mut state = self.state();
-        let device = state.device.clone();
+        let clues = state.clues.clone();
         let ended = state.loaded.take().map(|loaded| Ended {
             token: loaded.token,
             owner: loaded.base.owner,
-            device,
+            clues,
         });
         *state = State {
             ended: ended.or(state.ended.take()),
             intent: Intent::Purge,
             load_took: state.load_took,
-            device: state.device.take(),
+            clues: std::mem::take(&mut state.clues),
             ..State::fresh(state.cookie)
         };
     }
@@ -1025,8 +1026,8 @@ impl SessionSlot {
                     Ok(cookies) => self.config.codec.read(cookies.iter()),
                     Err(_) => Incoming::Invalid,
                 };
-                let device = self.config.device_metadata.describe(req);
-                crate::lifecycle::load(incoming, device, &self.config)
+                let clues = self.config.device_metadata.clues(req);
+                crate::lifecycle::load(incoming, clues, &self.config)
                     .await
                     .map(|state| Arc::new(Mutex::new(state)))
             })

@@ -330,7 +330,7 @@ mod tests {
             owner: None,
             ops: Vec::new(),
             remember: None,
-            device: None,
+            clues: crate::device::Clues::default(),
             logged_in: false,
         };
         let holder = gate.enter(id).await;
