@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use actix_web::cookie::Key;
 use actix_web::{App, test, web};
 use latchkey::{Session, SessionMiddleware};
-use latchkey_testkit::servers::PrivateRedis;
+use latchkey_testkit::servers::{PrivateRedis, command_calls};
 
 async fn command_counts(conn: &mut redis::aio::MultiplexedConnection) -> BTreeMap<String, u64> {
     let info: String = redis::cmd("INFO")
@@ -16,18 +16,7 @@ async fn command_counts(conn: &mut redis::aio::MultiplexedConnection) -> BTreeMa
         .query_async(conn)
         .await
         .unwrap();
-    info.lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .split(',')
-                .find_map(|kv| kv.strip_prefix("calls="))?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .filter(|(name, _)| name != "info")
-        .collect()
+    command_calls(&info)
 }
 
 /// Commands the store sends, and the ones its session scripts run inside

@@ -1,9 +1,11 @@
-//! The benchmark's pieces: the servers under test, the load driver, and the report.
+//! The benchmark's pieces: the servers under test, the load driver, what it
+//! reads from the stores, and the report.
 
 use std::fmt;
 use std::str::FromStr;
 
 pub mod load;
+pub mod probe;
 pub mod report;
 pub mod server;
 

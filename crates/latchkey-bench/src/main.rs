@@ -12,12 +12,12 @@
 //! benchmark starts and stops; PostgreSQL is the one at `DATABASE_URL`, in a
 //! schema of the run's own, dropped at the end.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use latchkey_bench::load::{Outcome, run_wrk, write_script};
+use latchkey_bench::probe::StoreProbe;
 use latchkey_bench::report::{Measurements, Run, Settings, render};
 use latchkey_bench::server::{Backends, serve};
 use latchkey_bench::{Kind, Workload};
@@ -212,11 +212,18 @@ fn bench_mode(options: &RunOptions) -> Result<(), Error> {
         database_url: database_url(),
         schema: unique_name("bench"),
     };
+    let mut probe = StoreProbe::connect(&backends)?;
     let started = Instant::now();
-    let result = measure(&settings, &kinds, &backends);
-    drop_schema(&backends);
+    let result = measure(&settings, &kinds, &backends, &mut probe);
+    probe.drop_schema()?;
     let measurements = result?;
-    let markdown = render(&settings, &measurements, &command_line(), started.elapsed());
+    let markdown = render(
+        &settings,
+        &measurements,
+        &command_line(),
+        &probe.versions(),
+        started.elapsed(),
+    );
     println!("{markdown}");
     if let Some(path) = write_to {
         write_section(&path, &markdown)?;
@@ -248,6 +255,7 @@ fn measure(
     settings: &Settings,
     kinds: &[Kind],
     backends: &Backends,
+    probe: &mut StoreProbe,
 ) -> Result<Measurements, Error> {
     let mut measurements = Measurements::default();
     let scripts = std::env::temp_dir().join(unique_name("latchkey_bench_scripts"));
@@ -263,12 +271,12 @@ fn measure(
             );
             let server = Server::start(kind, backends)?;
             let rss_before = server.status_kib("VmRSS:");
-            let store_before = store_bytes(kind, backends);
+            let store_before = probe.store_bytes(kind);
             let cookies =
                 actix_rt::System::new().block_on(create_sessions(&server.url, settings.users))?;
             if rep == 0 {
                 let rss_after = server.status_kib("VmRSS:");
-                let store_after = store_bytes(kind, backends);
+                let store_after = probe.store_bytes(kind);
                 measurements.record_footprint(
                     kind,
                     settings.users,
@@ -279,9 +287,8 @@ fn measure(
                 );
             }
             for workload in Workload::ALL {
-                let run = run_workload(
-                    kind, workload, &server, &cookies, settings, backends, &scripts,
-                )?;
+                let run =
+                    run_workload(kind, workload, &server, &cookies, settings, probe, &scripts)?;
                 measurements.record(kind, workload, run);
             }
             if let Some(peak) = server.status_kib("VmHWM:") {
@@ -299,7 +306,7 @@ fn run_workload(
     server: &Server,
     cookies: &[String],
     settings: &Settings,
-    backends: &Backends,
+    probe: &mut StoreProbe,
     scripts: &Path,
 ) -> Result<Run, Error> {
     let hot_cookie = if workload == Workload::Hot {
@@ -318,8 +325,8 @@ fn run_workload(
     if !settings.warmup.is_zero() && workload != Workload::Hot {
         run_wrk(LOAD_CORE, &url, &script, CONNECTIONS, settings.warmup)?;
     }
-    let commands_before = redis_commands(kind, backends);
-    let redis = kind.uses_redis().then(|| redis_pid(backends)).flatten();
+    let commands_before = probe.redis_commands(kind);
+    let redis = kind.uses_redis().then(|| probe.redis_pid()).flatten();
     let store_ticks = || {
         if kind.uses_postgres() {
             postgres_cpu_ticks()
@@ -330,7 +337,7 @@ fn run_workload(
     let cpu_before = (cpu_ticks(server.child.id()), store_ticks());
     let outcome: Outcome = run_wrk(LOAD_CORE, &url, &script, CONNECTIONS, settings.duration)?;
     let cpu_after = (cpu_ticks(server.child.id()), store_ticks());
-    let commands_after = redis_commands(kind, backends);
+    let commands_after = probe.redis_commands(kind);
     let per_request = |before: Option<u64>, after: Option<u64>| match (before, after) {
         (Some(before), Some(after)) if outcome.requests > 0 => {
             Some(after.saturating_sub(before) as f64 * MICROS_PER_TICK / outcome.requests as f64)
@@ -401,26 +408,6 @@ async fn read_count(base: &str, cookie: &[String]) -> Result<u64, Error> {
     Ok(String::from_utf8_lossy(&body).trim().parse().unwrap_or(0))
 }
 
-/// Commands the store sends itself. `commandstats` also counts the commands
-/// its scripts run inside, which cost no round trip: every session script
-/// reads with one `GET` and writes with at most one `SET`, so each script call
-/// is taken to account for one of each (a script that found a conflict wrote
-/// nothing, which the hot workload's count then understates by one).
-const LATCHKEY_CLIENT_COMMANDS: [&str; 8] = [
-    "evalsha", "eval", "get", "mget", "set", "del", "smembers", "srem",
-];
-const ADMIN_COMMANDS: [&str; 7] = [
-    "info", "ping", "client", "hello", "select", "config", "memory",
-];
-
-fn redis_info(backends: &Backends, section: &str) -> Option<String> {
-    let output = Command::new("redis-cli")
-        .args(["-u", &backends.redis_url, "INFO", section])
-        .output()
-        .ok()?;
-    Some(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
 /// Linux accounts process CPU time in ticks of 10 ms (`CLK_TCK` = 100).
 const MICROS_PER_TICK: f64 = 10_000.0;
 
@@ -451,90 +438,6 @@ fn postgres_cpu_ticks() -> Option<u64> {
         }
     }
     Some(total)
-}
-
-/// The private Redis server's process id.
-fn redis_pid(backends: &Backends) -> Option<u32> {
-    redis_info(backends, "server")?
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("process_id:"))
-        .and_then(|pid| pid.parse().ok())
-}
-
-fn redis_commands(kind: Kind, backends: &Backends) -> Option<u64> {
-    if !kind.uses_redis() {
-        return None;
-    }
-    let stats = redis_info(backends, "commandstats")?;
-    let counts: BTreeMap<String, u64> = stats
-        .lines()
-        .filter_map(|line| {
-            let (name, rest) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .split(',')
-                .find_map(|kv| kv.strip_prefix("calls="))?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .collect();
-    let sent: u64 = counts
-        .iter()
-        .filter(|(name, _)| match kind {
-            Kind::LatchkeyRedis | Kind::LatchkeyRedisCached => {
-                LATCHKEY_CLIENT_COMMANDS.contains(&name.as_str())
-            }
-            _ => !ADMIN_COMMANDS.contains(&name.as_str()),
-        })
-        .map(|(_, n)| n)
-        .sum();
-    let count = |name: &str| counts.get(name).copied().unwrap_or(0);
-    Some(match kind {
-        Kind::LatchkeyRedis | Kind::LatchkeyRedisCached => {
-            sent.saturating_sub(2 * (count("evalsha") + count("eval")))
-        }
-        _ => sent,
-    })
-}
-
-/// Bytes the store holds, where the store can say: Redis `used_memory`, or the
-/// PostgreSQL table's total size.
-fn store_bytes(kind: Kind, backends: &Backends) -> Option<u64> {
-    if kind.uses_redis() {
-        let info = redis_info(backends, "memory")?;
-        return info
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("used_memory:"))
-            .and_then(|v| v.parse().ok());
-    }
-    if kind.uses_postgres() {
-        let table = if kind == Kind::RawPostgres {
-            "raw_sessions"
-        } else {
-            "latchkey_sessions"
-        };
-        let output = Command::new("psql")
-            .args([&backends.database_url, "-Atc"])
-            .arg(format!(
-                "SELECT pg_total_relation_size(to_regclass('\"{}\".{table}'))",
-                backends.schema
-            ))
-            .output()
-            .ok()?;
-        return String::from_utf8_lossy(&output.stdout).trim().parse().ok();
-    }
-    None
-}
-
-fn drop_schema(backends: &Backends) {
-    let _ = Command::new("psql")
-        .args([&backends.database_url, "-qAtc"])
-        .arg(format!(
-            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
-            backends.schema
-        ))
-        .stderr(Stdio::null())
-        .output();
 }
 
 const BEGIN: &str = "<!-- latchkey-bench:begin -->";

@@ -244,7 +244,13 @@ fn version(command: &str, args: &[&str]) -> String {
 }
 
 /// The results as Markdown.
-pub fn render(settings: &Settings, m: &Measurements, command: &str, elapsed: Duration) -> String {
+pub fn render(
+    settings: &Settings,
+    m: &Measurements,
+    command: &str,
+    servers: &str,
+    elapsed: Duration,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -256,13 +262,7 @@ pub fn render(settings: &Settings, m: &Measurements, command: &str, elapsed: Dur
         elapsed.as_secs_f64()
     );
     let _ = writeln!(out, "- machine: {}", machine());
-    let _ = writeln!(
-        out,
-        "- {}; {}; {}",
-        version("rustc", &["--version"]),
-        version("redis-server", &["--version"]),
-        version("psql", &["--version"])
-    );
+    let _ = writeln!(out, "- {}; {servers}", version("rustc", &["--version"]),);
     let _ = writeln!(
         out,
         "- method: each server a separate process with one actix worker pinned to core 0; `wrk -t1 -c64` pinned to core 1; \

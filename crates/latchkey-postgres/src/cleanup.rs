@@ -29,12 +29,7 @@ impl PostgresStore {
             let now = system_time(Timestamp::now());
             let batch = self.shared.cleanup_batch;
             let deleted = self
-                .run(|client| async move {
-                    let stmt = client
-                        .prepare_cached(&self.shared.sql.delete_expired_batch)
-                        .await?;
-                    Ok(client.execute(&stmt, &[&now, &batch]).await?)
-                })
+                .execute(&self.shared.sql.delete_expired_batch, &[&now, &batch])
                 .await?;
             total += deleted;
             if deleted < u64::try_from(batch).unwrap_or(u64::MAX) {

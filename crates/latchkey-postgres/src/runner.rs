@@ -5,9 +5,14 @@ use std::future::Future;
 
 use deadpool_postgres::{Object, PoolError};
 use latchkey_core::StoreError;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use crate::failure::Failure;
 use crate::store::{PostgresStore, STORE};
+
+/// A statement's parameter.
+pub(crate) type Param<'a> = dyn ToSql + Sync + 'a;
 
 impl PostgresStore {
     pub(crate) fn timed_out(&self) -> StoreError {
@@ -50,6 +55,48 @@ impl PostgresStore {
     {
         self.bounded(async { attempt(self.open_connection().await?).await })
             .await
+    }
+
+    /// Executes one idempotent statement, prepared once per connection, as
+    /// [`run`](Self::run) does, returning how many rows it changed.
+    pub(crate) async fn execute(
+        &self,
+        sql: &str,
+        params: &[&Param<'_>],
+    ) -> Result<u64, StoreError> {
+        self.run(|client| async move {
+            let stmt = client.prepare_cached(sql).await?;
+            Ok(client.execute(&stmt, params).await?)
+        })
+        .await
+    }
+
+    /// The rows of one idempotent query, prepared once per connection, as
+    /// [`run`](Self::run) does.
+    pub(crate) async fn query(
+        &self,
+        sql: &str,
+        params: &[&Param<'_>],
+    ) -> Result<Vec<Row>, StoreError> {
+        self.run(|client| async move {
+            let stmt = client.prepare_cached(sql).await?;
+            Ok(client.query(&stmt, params).await?)
+        })
+        .await
+    }
+
+    /// The row, if any, of one idempotent query, prepared once per
+    /// connection, as [`run`](Self::run) does.
+    pub(crate) async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&Param<'_>],
+    ) -> Result<Option<Row>, StoreError> {
+        self.run(|client| async move {
+            let stmt = client.prepare_cached(sql).await?;
+            Ok(client.query_opt(&stmt, params).await?)
+        })
+        .await
     }
 
     /// A pooled connection that is not known to be closed.

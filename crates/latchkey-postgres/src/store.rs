@@ -123,12 +123,7 @@ impl SessionStore for PostgresStore {
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
         let key = id.as_bytes().as_slice();
         let now = system_time(Timestamp::now());
-        let row = self
-            .run(|client| async move {
-                let stmt = client.prepare_cached(&self.shared.sql.load).await?;
-                Ok(client.query_opt(&stmt, &[&key, &now]).await?)
-            })
-            .await?;
+        let row = self.query_opt(&self.shared.sql.load, &[&key, &now]).await?;
         row.map(|row| decode(&row, 0)).transpose()
     }
 
@@ -272,24 +267,18 @@ impl SessionStore for PostgresStore {
         let (idle, absolute) = (system_time(deadlines.idle), system_time(deadlines.absolute));
         let (now, seen_at) = (system_time(Timestamp::now()), system_time(seen_at));
         let updated = self
-            .run(|client| async move {
-                let stmt = client.prepare_cached(&self.shared.sql.touch).await?;
-                Ok(client
-                    .execute(&stmt, &[&key, &idle, &absolute, &now, &seen_at])
-                    .await?)
-            })
+            .execute(
+                &self.shared.sql.touch,
+                &[&key, &idle, &absolute, &now, &seen_at],
+            )
             .await?;
         Ok(updated == 1)
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         let key = id.as_bytes().as_slice();
-        self.run(|client| async move {
-            let stmt = client.prepare_cached(&self.shared.sql.delete).await?;
-            client.execute(&stmt, &[&key]).await?;
-            Ok(())
-        })
-        .await
+        self.execute(&self.shared.sql.delete, &[&key]).await?;
+        Ok(())
     }
 
     async fn delete_at_version(
@@ -320,12 +309,7 @@ impl SessionStore for PostgresStore {
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, StoreError> {
         let now = system_time(Timestamp::now());
         let rows = self
-            .run(|client| async move {
-                let stmt = client
-                    .prepare_cached(&self.shared.sql.list_by_owner)
-                    .await?;
-                Ok(client.query(&stmt, &[&owner, &now]).await?)
-            })
+            .query(&self.shared.sql.list_by_owner, &[&owner, &now])
             .await?;
         rows.iter()
             .map(|row| {
@@ -352,12 +336,7 @@ impl SessionStore for PostgresStore {
         for pass in 0..DELETE_BY_OWNER_PASSES {
             let now = system_time(Timestamp::now());
             let count = self
-                .run(|client| async move {
-                    let stmt = client
-                        .prepare_cached(&self.shared.sql.delete_by_owner)
-                        .await?;
-                    Ok(client.execute(&stmt, &[&owner, &now, &keep]).await?)
-                })
+                .execute(&self.shared.sql.delete_by_owner, &[&owner, &now, &keep])
                 .await?;
             deleted += count;
             if pass > 0 && count == 0 {

@@ -32,7 +32,7 @@ where
         self.bounded(self.send::<()>(&cmd, Resend::Always)).await
     }
 
-    fn index_call(&self, owner: &str, id: &SessionId, absolute: Timestamp) -> Call {
+    fn index_call(&self, owner: &str, id: &SessionId, absolute: Timestamp) -> Call<'_> {
         Call::new(
             &self.shared.scripts.index_add,
             self.owner_key(owner).into_bytes(),

@@ -9,7 +9,8 @@
 //! Scripts go out as `EVALSHA` so only their 40-byte digests cross the wire. When
 //! the server's script cache was flushed (a restart, `SCRIPT FLUSH`, a failover
 //! to a replica that never saw them), the calls that answered `NOSCRIPT` are
-//! loaded and re-sent; calls that succeeded are not repeated.
+//! loaded (with redis-rs's `Script::load_async`) and re-sent; calls that
+//! succeeded are not repeated.
 
 use redis::{Cmd, Pipeline, Script, Value};
 
@@ -244,40 +245,23 @@ impl Scripts {
             index_remove: Script::new(INDEX_REMOVE),
         }
     }
-
-    /// The source of the script with this digest, to reload it after `NOSCRIPT`.
-    pub(crate) fn source_of(&self, hash: &str) -> Option<&'static str> {
-        [
-            (&self.save, SAVE),
-            (&self.touch, TOUCH),
-            (&self.delete, DELETE),
-            (&self.mark_indexed, MARK_INDEXED),
-            (&self.delete_at_version, DELETE_AT_VERSION),
-            (&self.delete_if_owned, DELETE_IF_OWNED),
-            (&self.index_add, INDEX_ADD),
-            (&self.index_remove, INDEX_REMOVE),
-        ]
-        .into_iter()
-        .find(|(script, _)| script.get_hash() == hash)
-        .map(|(_, source)| source)
-    }
 }
 
 /// One `EVALSHA` call: the script's digest, its single key and its arguments,
 /// written into the command as they are added (numbers without an
 /// intermediate string).
 #[derive(Debug, Clone)]
-pub(crate) struct Call {
-    pub(crate) hash: String,
+pub(crate) struct Call<'a> {
+    /// What is loaded when the server answers `NOSCRIPT`.
+    pub(crate) script: &'a Script,
     cmd: Cmd,
 }
 
-impl Call {
-    pub(crate) fn new(script: &Script, key: Vec<u8>) -> Self {
-        let hash = script.get_hash().to_owned();
+impl<'a> Call<'a> {
+    pub(crate) fn new(script: &'a Script, key: Vec<u8>) -> Self {
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(&hash).arg(1).arg(key);
-        Self { hash, cmd }
+        cmd.arg(script.get_hash()).arg(1).arg(key);
+        Self { script, cmd }
     }
 
     pub(crate) fn arg(mut self, arg: impl redis::ToRedisArgs) -> Self {
@@ -300,7 +284,7 @@ pub(crate) fn is_noscript(value: &Value) -> bool {
 }
 
 /// A pipeline of the calls, with per-call errors returned as values.
-pub(crate) fn pipeline(calls: &[Call]) -> Pipeline {
+pub(crate) fn pipeline(calls: &[Call<'_>]) -> Pipeline {
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     for call in calls {
@@ -312,24 +296,6 @@ pub(crate) fn pipeline(calls: &[Call]) -> Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_script_is_found_by_its_digest() {
-        let scripts = Scripts::new();
-        for (script, source) in [
-            (&scripts.save, SAVE),
-            (&scripts.touch, TOUCH),
-            (&scripts.delete, DELETE),
-            (&scripts.mark_indexed, MARK_INDEXED),
-            (&scripts.delete_at_version, DELETE_AT_VERSION),
-            (&scripts.delete_if_owned, DELETE_IF_OWNED),
-            (&scripts.index_add, INDEX_ADD),
-            (&scripts.index_remove, INDEX_REMOVE),
-        ] {
-            assert_eq!(scripts.source_of(script.get_hash()), Some(source));
-        }
-        assert_eq!(scripts.source_of("0000"), None);
-    }
 
     #[test]
     fn every_script_names_exactly_one_key() {

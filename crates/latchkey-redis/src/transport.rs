@@ -46,10 +46,25 @@ where
         cmd: &redis::Cmd,
         resend: Resend,
     ) -> RedisResult<T> {
-        let mut conn = self.conn.clone();
+        self.resending(resend, |mut conn| async move {
+            cmd.query_async::<T>(&mut conn).await
+        })
+        .await
+    }
+
+    /// Runs `op` on a connection, again as [`send`](Self::send) would
+    /// re-send a command.
+    pub(crate) async fn resending<T, F>(
+        &self,
+        resend: Resend,
+        mut op: impl FnMut(C) -> F,
+    ) -> RedisResult<T>
+    where
+        F: Future<Output = RedisResult<T>>,
+    {
         let mut attempt = 0;
         loop {
-            let result = cmd.query_async::<T>(&mut conn).await;
+            let result = op(self.conn.clone()).await;
             let again = match &result {
                 Err(err) if self.shared.cluster && attempt < CLUSTER_RESENDS => {
                     refused_unexecuted(err)
@@ -67,7 +82,7 @@ where
     }
 
     /// Sends the calls in one pipeline, reloading scripts the server lost.
-    pub(crate) async fn eval(&self, calls: Vec<Call>) -> Result<Vec<Value>, StoreError> {
+    pub(crate) async fn eval(&self, calls: Vec<Call<'_>>) -> Result<Vec<Value>, StoreError> {
         if self.shared.cluster {
             return self.eval_per_key(calls).await;
         }
@@ -75,7 +90,6 @@ where
             return self.eval_one(call).await.map(|value| vec![value]);
         }
         let mut conn = self.conn.clone();
-        let scripts = &self.shared.scripts;
         let results = self
             .bounded(async move {
                 let mut results: Vec<Value> = pipeline(&calls).query_async(&mut conn).await?;
@@ -86,16 +100,16 @@ where
                     return Ok(results);
                 }
                 tracing::debug!(count = lost.len(), "redis lost its script cache; reloading");
-                let mut load = redis::pipe();
-                for &i in &lost {
-                    if let Some(source) =
-                        calls.get(i).and_then(|call| scripts.source_of(&call.hash))
-                    {
-                        load.cmd("SCRIPT").arg("LOAD").arg(source);
+                let mut loaded: Vec<&str> = Vec::new();
+                for call in lost.iter().filter_map(|&i| calls.get(i)) {
+                    let hash = call.script.get_hash();
+                    if !loaded.contains(&hash) {
+                        call.script.load_async(&mut conn).await?;
+                        loaded.push(hash);
                     }
                 }
-                load.query_async::<Vec<Value>>(&mut conn).await?;
-                let again: Vec<Call> = lost.iter().filter_map(|&i| calls.get(i).cloned()).collect();
+                let again: Vec<Call<'_>> =
+                    lost.iter().filter_map(|&i| calls.get(i).cloned()).collect();
                 let retried: Vec<Value> = pipeline(&again).query_async(&mut conn).await?;
                 for (i, value) in lost.into_iter().zip(retried) {
                     if let Some(slot) = results.get_mut(i) {
@@ -110,22 +124,15 @@ where
 
     /// One call, sent as a plain command rather than a pipeline of one: the
     /// common case, which then needs no pipeline to build.
-    pub(crate) async fn eval_one(&self, call: &Call) -> Result<Value, StoreError> {
+    pub(crate) async fn eval_one(&self, call: &Call<'_>) -> Result<Value, StoreError> {
         let mut conn = self.conn.clone();
-        let scripts = &self.shared.scripts;
         self.bounded(async move {
             match call.command().query_async::<Value>(&mut conn).await {
                 Err(err)
                     if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                 {
                     tracing::debug!("redis lost its script cache; reloading");
-                    if let Some(source) = scripts.source_of(&call.hash) {
-                        redis::cmd("SCRIPT")
-                            .arg("LOAD")
-                            .arg(source)
-                            .query_async::<Value>(&mut conn)
-                            .await?;
-                    }
+                    call.script.load_async(&mut conn).await?;
                     call.command().query_async::<Value>(&mut conn).await
                 }
                 other => other,
@@ -136,9 +143,11 @@ where
 
     /// The cluster form of [`eval`](Self::eval): each call on its own, all at
     /// once, each routed to its key's node.
-    pub(crate) async fn eval_per_key(&self, calls: Vec<Call>) -> Result<Vec<Value>, StoreError> {
-        let scripts = &self.shared.scripts;
-        let one = |call: Call| async move {
+    pub(crate) async fn eval_per_key<'s>(
+        &self,
+        calls: Vec<Call<'s>>,
+    ) -> Result<Vec<Value>, StoreError> {
+        let one = |call: Call<'s>| async move {
             match self
                 .send::<Value>(call.command(), Resend::OnlyIfUnsent)
                 .await
@@ -146,12 +155,11 @@ where
                 Err(err)
                     if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                 {
-                    if let Some(source) = scripts.source_of(&call.hash) {
-                        // Routed to every primary by the cluster client.
-                        let mut load = redis::cmd("SCRIPT");
-                        load.arg("LOAD").arg(source);
-                        self.send::<Value>(&load, Resend::Always).await?;
-                    }
+                    // `SCRIPT LOAD` goes to every primary.
+                    self.resending(Resend::Always, |mut conn| async move {
+                        call.script.load_async(&mut conn).await
+                    })
+                    .await?;
                     self.send::<Value>(call.command(), Resend::OnlyIfUnsent)
                         .await
                 }

@@ -9,6 +9,9 @@ use latchkey_core::{Deadlines, Record, SaveOutcome, SessionStore, SessionToken, 
 use latchkey_redis::RedisStore;
 use latchkey_testkit::servers::{PrivateRedisCluster, unique_name};
 use latchkey_testkit::{block_on, run_all};
+use support::flush_script_cache;
+
+mod support;
 
 fn record() -> Record {
     let now = Timestamp::now();
@@ -91,6 +94,41 @@ fn the_store_recovers_when_a_primary_fails_over() {
                 store.save(id, &current, current.version).await.unwrap(),
                 SaveOutcome::Saved(_)
             ));
+        }
+        assert_eq!(
+            store.delete_by_owner("cluster-owner", None).await.unwrap(),
+            ids.len() as u64
+        );
+    });
+}
+
+#[test]
+fn scripts_the_nodes_lost_are_reloaded() {
+    let cluster = PrivateRedisCluster::start().unwrap();
+    block_on(async {
+        let store = RedisStore::connect_cluster(cluster.urls(), Duration::from_secs(1))
+            .await
+            .unwrap();
+        let ids: Vec<_> = (0..20)
+            .map(|_| SessionToken::generate().unwrap().id())
+            .collect();
+        for id in &ids {
+            store.create(id, &record()).await.unwrap();
+        }
+        for url in cluster.urls() {
+            flush_script_cache(&url).await;
+        }
+        for id in &ids {
+            let current = store.load(id).await.unwrap().unwrap();
+            assert_eq!(
+                store.save(id, &current, current.version).await.unwrap(),
+                SaveOutcome::Saved(current.version + 1)
+            );
+            assert_eq!(
+                store.save(id, &current, current.version).await.unwrap(),
+                SaveOutcome::Conflict,
+                "a reloaded call is not applied twice"
+            );
         }
         assert_eq!(
             store.delete_by_owner("cluster-owner", None).await.unwrap(),

@@ -13,6 +13,9 @@ use latchkey_redis::layout::StoredSession;
 use latchkey_testkit::block_on;
 use latchkey_testkit::servers::{PrivateRedis, redis_url, unique_name};
 use redis::AsyncCommands as _;
+use support::flush_script_cache;
+
+mod support;
 
 fn record(ttl: Duration) -> Record {
     let now = Timestamp::now();
@@ -126,16 +129,7 @@ fn a_flushed_script_cache_is_reloaded_transparently() {
             .create(&id, &record(Duration::from_secs(60)))
             .await
             .unwrap();
-        let mut conn = redis::Client::open(server.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        redis::cmd("SCRIPT")
-            .arg("FLUSH")
-            .query_async::<()>(&mut conn)
-            .await
-            .unwrap();
+        flush_script_cache(&server.url()).await;
         let loaded = store.load(&id).await.unwrap().unwrap();
         assert_eq!(
             store.save(&id, &loaded, 1).await.unwrap(),
@@ -146,6 +140,29 @@ fn a_flushed_script_cache_is_reloaded_transparently() {
             SaveOutcome::Conflict,
             "not applied twice"
         );
+    });
+}
+
+#[test]
+fn a_flushed_script_cache_is_reloaded_for_pipelined_calls() {
+    block_on(async {
+        let server = PrivateRedis::start().unwrap();
+        let store = RedisStore::builder(server.url()).build().unwrap();
+        let ids: Vec<_> = (0..3)
+            .map(|_| SessionToken::generate().unwrap().id())
+            .collect();
+        for id in &ids {
+            let mut owned = record(Duration::from_secs(60));
+            owned.owner = Some("flushed".into());
+            store.create(id, &owned).await.unwrap();
+        }
+        flush_script_cache(&server.url()).await;
+        // One pipeline of three deletes, every one answered NOSCRIPT.
+        assert_eq!(store.delete_by_owner("flushed", None).await.unwrap(), 3);
+        for id in &ids {
+            assert!(store.load(id).await.unwrap().is_none());
+        }
+        assert!(store.list_by_owner("flushed").await.unwrap().is_empty());
     });
 }
 

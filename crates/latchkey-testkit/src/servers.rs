@@ -62,6 +62,34 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
+/// How often Redis ran each command, by its lower-case name, read from the
+/// text of an `INFO commandstats` reply: how tests and benchmarks count a
+/// store's commands on a private server. Lines that are not command counts
+/// are skipped.
+///
+/// # Examples
+///
+/// ```
+/// let info = "# Commandstats\r\ncmdstat_get:calls=3,usec=9,usec_per_call=3.00\r\n";
+/// let calls = latchkey_testkit::servers::command_calls(info);
+/// assert_eq!(calls.get("get"), Some(&3));
+/// assert_eq!(calls.len(), 1);
+/// ```
+pub fn command_calls(commandstats: &str) -> std::collections::BTreeMap<String, u64> {
+    commandstats
+        .lines()
+        .filter_map(|line| {
+            let (name, counts) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = counts
+                .split(',')
+                .find_map(|field| field.strip_prefix("calls="))?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago, for a private server.
 ///
 /// # Errors
