@@ -10,25 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use latchkey_testkit::servers::unique_name;
 
 use latchkey::store::{Deadlines, DeleteOutcome, Record, RuntimeSlot, SaveOutcome, SessionStore};
-use latchkey::{AnyStore, SessionId, StoreError, Timestamp};
-
-/// Every backend, by name, each isolated from other tests: a fresh memory store,
-/// the real Redis at `REDIS_URL` under a unique key prefix, and the real
-/// PostgreSQL at `DATABASE_URL` in a schema of its own.
-///
-/// # Panics
-///
-/// When a server is not reachable, saying how to get one.
-pub async fn all_backends() -> Vec<(&'static str, AnyStore)> {
-    vec![
-        (
-            "memory",
-            AnyStore::new(latchkey::memory::MemoryStore::new()),
-        ),
-        ("redis", AnyStore::new(redis_store().await)),
-        ("postgres", AnyStore::new(postgres_store().await)),
-    ]
-}
+use latchkey::{SessionId, StoreError, Timestamp};
 
 /// A PostgreSQL store on `DATABASE_URL` (default
 /// `postgres://postgres@127.0.0.1:5432/postgres`) in a schema of its own.

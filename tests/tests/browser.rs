@@ -1,4 +1,6 @@
-//! The login example driven in headless Chromium through WebDriver, on every store.
+//! The login example driven in headless Chromium through WebDriver, on every
+//! store: one test per store, each with a chromedriver of its own (nextest
+//! runs them one at a time, see `.config/nextest.toml`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -8,10 +10,11 @@ use std::time::Duration;
 use actix_web::cookie::Key;
 use actix_web::{App, HttpServer};
 use fantoccini::{Client, ClientBuilder, Locator};
-use latchkey::SessionMiddleware;
+use latchkey::store::SessionStore as _;
+use latchkey::{AnyStore, SessionMiddleware};
 use latchkey_examples::login;
 use latchkey_testkit::servers::{free_port, wait_for_port};
-use latchkey_tests::stores::all_backends;
+use latchkey_tests::on_every_store;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const HOW_TO_INSTALL: &str = "install Debian's chromium and chromium-driver (apt-get install chromium chromium-driver); scripts/test.sh does";
@@ -87,84 +90,84 @@ async fn wait_for_path(client: &Client, path: &str) {
     );
 }
 
-#[actix_rt::test]
-async fn a_person_logs_in_and_out_in_a_real_browser() {
+on_every_store!(a_person_logs_in_and_out_in_a_real_browser);
+
+async fn a_person_logs_in_and_out_in_a_real_browser(store: AnyStore) {
     let (_driver, driver_port) = start_driver();
-    for (backend, store) in all_backends().await {
-        let sessions = SessionMiddleware::builder(store, Key::generate())
-            .cookie_secure(false)
-            .idle_timeout(login::DEFAULT_IDLE)
-            .build()
+    let backend = store.name();
+    let sessions = SessionMiddleware::builder(store, Key::generate())
+        .cookie_secure(false)
+        .idle_timeout(login::DEFAULT_IDLE)
+        .build()
+        .unwrap();
+    let server =
+        HttpServer::new(move || App::new().wrap(sessions.clone()).configure(login::routes))
+            .workers(1)
+            .bind(("127.0.0.1", 0))
             .unwrap();
-        let server =
-            HttpServer::new(move || App::new().wrap(sessions.clone()).configure(login::routes))
-                .workers(1)
-                .bind(("127.0.0.1", 0))
-                .unwrap();
-        let base = format!("http://{}", server.addrs()[0]);
-        let server = server.run();
-        let handle = server.handle();
-        actix_rt::spawn(server);
+    let base = format!("http://{}", server.addrs()[0]);
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
 
-        let profile =
-            std::env::temp_dir().join(latchkey_testkit::servers::unique_name("chromium_profile"));
-        let client = browser(driver_port, &profile).await;
-        client.goto(&format!("{base}/")).await.unwrap();
-        client
-            .find(Locator::Id("email"))
-            .await
-            .unwrap()
-            .send_keys("ann@example.com")
-            .await
-            .unwrap();
-        client
-            .find(Locator::Id("password"))
-            .await
-            .unwrap()
-            .send_keys("correct horse")
-            .await
-            .unwrap();
-        client
-            .find(Locator::Id("login"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        wait_for_path(&client, "/admin").await;
-        assert!(
-            page_text(&client).await.contains("Hello ann@example.com"),
-            "{backend}"
-        );
+    let profile =
+        std::env::temp_dir().join(latchkey_testkit::servers::unique_name("chromium_profile"));
+    let client = browser(driver_port, &profile).await;
+    client.goto(&format!("{base}/")).await.unwrap();
+    client
+        .find(Locator::Id("email"))
+        .await
+        .unwrap()
+        .send_keys("ann@example.com")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("correct horse")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("login"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&client, "/admin").await;
+    assert!(
+        page_text(&client).await.contains("Hello ann@example.com"),
+        "{backend}"
+    );
 
-        if std::env::var_os("LATCHKEY_SCREENSHOT").is_some() {
-            std::fs::write(
-                format!("login-{backend}.png"),
-                client.screenshot().await.unwrap(),
-            )
-            .unwrap();
-        }
-
-        client
-            .find(Locator::Id("logout"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        wait_for_path(&client, "/").await;
-        assert!(
-            client.find(Locator::Id("email")).await.is_ok(),
-            "{backend}: back on the login form"
-        );
-        client.goto(&format!("{base}/admin")).await.unwrap();
-        assert!(
-            page_text(&client).await.contains("Please login first."),
-            "{backend}"
-        );
-
-        client.close().await.unwrap();
-        let _ = std::fs::remove_dir_all(&profile);
-        handle.stop(true).await;
+    if std::env::var_os("LATCHKEY_SCREENSHOT").is_some() {
+        std::fs::write(
+            format!("login-{backend}.png"),
+            client.screenshot().await.unwrap(),
+        )
+        .unwrap();
     }
+
+    client
+        .find(Locator::Id("logout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&client, "/").await;
+    assert!(
+        client.find(Locator::Id("email")).await.is_ok(),
+        "{backend}: back on the login form"
+    );
+    client.goto(&format!("{base}/admin")).await.unwrap();
+    assert!(
+        page_text(&client).await.contains("Please login first."),
+        "{backend}"
+    );
+
+    client.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(&profile);
+    handle.stop(true).await;
 }

@@ -1,14 +1,18 @@
 //! The `metrics` feature: every count and a store-latency histogram reach the
-//! `metrics` facade with a `store` label, on every store. One test in this
-//! file, since it installs the process-wide recorder.
+//! `metrics` facade with a `store` label, on every store. Each test records
+//! into a recorder of its own, set for its thread (an actix test runs the
+//! app, the middleware and the store calls on that one thread), so tests in
+//! one process do not read each other's counts.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use actix_web::cookie::{Cookie, Key};
 use actix_web::{App, test, web};
+use latchkey::AnyStore;
+use latchkey::store::SessionStore as _;
 use latchkey::{Session, SessionMiddleware};
 use latchkey_tests::http::{post, session_cookie};
-use latchkey_tests::stores::all_backends;
+use latchkey_tests::on_every_store;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use metrics_util::{CompositeKey, debugging::Snapshot};
 
@@ -55,129 +59,134 @@ fn histogram_samples(reading: &Reading, name: &str, store: &str) -> usize {
         .sum()
 }
 
-#[actix_web::test]
-async fn counts_and_latencies_reach_the_facade_with_the_store_label() {
+on_every_store!(counts_and_latencies_reach_the_facade_with_the_store_label);
+
+async fn counts_and_latencies_reach_the_facade_with_the_store_label(store: AnyStore) {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    recorder.install().unwrap();
+    let _only_this_thread = metrics::set_default_local_recorder(&recorder);
+    let backend = store.name();
+    let key = Key::generate();
+    let app = test::init_service(
+        App::new()
+            .wrap(
+                SessionMiddleware::builder(store, key)
+                    .cookie_secure(false)
+                    .build()
+                    .unwrap(),
+            )
+            .route(
+                "/count",
+                web::post().to(|session: Session| async move {
+                    session
+                        .update("n", |n: Option<u64>| n.unwrap_or(0) + 1)
+                        .map(|n| n.to_string())
+                }),
+            )
+            .route(
+                "/logout",
+                web::post().to(|session: Session| async move {
+                    session.purge();
+                    "out"
+                }),
+            ),
+    )
+    .await;
+    let cookie = session_cookie(&post(&app, "/count", None).await).unwrap();
+    post(&app, "/count", Some(&cookie)).await;
+    post(&app, "/count", Some(&Cookie::new("id", "forged"))).await;
+    post(&app, "/logout", Some(&cookie)).await;
+    // The cookie is valid, its session gone.
+    post(&app, "/count", Some(&cookie)).await;
 
-    for (backend, store) in all_backends().await {
-        let key = Key::generate();
-        let app = test::init_service(
-            App::new()
-                .wrap(
-                    SessionMiddleware::builder(store, key)
-                        .cookie_secure(false)
-                        .build()
-                        .unwrap(),
-                )
-                .route(
-                    "/count",
-                    web::post().to(|session: Session| async move {
-                        session
-                            .update("n", |n: Option<u64>| n.unwrap_or(0) + 1)
-                            .map(|n| n.to_string())
-                    }),
-                )
-                .route(
-                    "/logout",
-                    web::post().to(|session: Session| async move {
-                        session.purge();
-                        "out"
-                    }),
-                ),
-        )
-        .await;
-        let cookie = session_cookie(&post(&app, "/count", None).await).unwrap();
-        post(&app, "/count", Some(&cookie)).await;
-        post(&app, "/count", Some(&Cookie::new("id", "forged"))).await;
-        post(&app, "/logout", Some(&cookie)).await;
-        // The cookie is valid, its session gone.
-        post(&app, "/count", Some(&cookie)).await;
+    let store = backend;
+    let reading: Reading = Snapshot::into_vec(snapshotter.snapshot());
+    let ops = "latchkey_store_operations_total";
+    assert!(
+        counter(
+            &reading,
+            ops,
+            &[
+                ("store", store),
+                ("operation", "load"),
+                ("outcome", "found")
+            ]
+        ) >= 2,
+        "{store}: loads that found the session"
+    );
+    assert!(
+        counter(
+            &reading,
+            ops,
+            &[
+                ("store", store),
+                ("operation", "save"),
+                ("outcome", "saved")
+            ]
+        ) >= 1,
+        "{store}: saves"
+    );
+    assert!(
+        counter(
+            &reading,
+            ops,
+            &[
+                ("store", store),
+                ("operation", "load"),
+                ("outcome", "absent")
+            ]
+        ) >= 1,
+        "{store}: the load after logout"
+    );
+    assert_eq!(
+        counter(
+            &reading,
+            "latchkey_cookies_rejected_total",
+            &[("store", store)]
+        ),
+        1,
+        "{store}: the forged cookie"
+    );
+    assert_eq!(
+        counter(
+            &reading,
+            "latchkey_sessions_not_found_total",
+            &[("store", store)]
+        ),
+        1,
+        "{store}: the cookie of a logged-out session"
+    );
+    assert_eq!(
+        counter(
+            &reading,
+            "latchkey_sessions_created_total",
+            &[("store", store)]
+        ),
+        3,
+        "{store}: the first request's, the forged cookie's and the one after logout"
+    );
+    assert_eq!(
+        counter(
+            &reading,
+            "latchkey_sessions_destroyed_total",
+            &[("store", store)]
+        ),
+        1,
+        "{store}: the logout"
+    );
+    assert!(
+        histogram_samples(&reading, "latchkey_store_operation_duration_seconds", store) >= 5,
+        "{store}: a latency per store operation"
+    );
+}
 
-        let store = backend;
-        let reading: Reading = Snapshot::into_vec(snapshotter.snapshot());
-        let ops = "latchkey_store_operations_total";
-        assert!(
-            counter(
-                &reading,
-                ops,
-                &[
-                    ("store", store),
-                    ("operation", "load"),
-                    ("outcome", "found")
-                ]
-            ) >= 2,
-            "{store}: loads that found the session"
-        );
-        assert!(
-            counter(
-                &reading,
-                ops,
-                &[
-                    ("store", store),
-                    ("operation", "save"),
-                    ("outcome", "saved")
-                ]
-            ) >= 1,
-            "{store}: saves"
-        );
-        assert!(
-            counter(
-                &reading,
-                ops,
-                &[
-                    ("store", store),
-                    ("operation", "load"),
-                    ("outcome", "absent")
-                ]
-            ) >= 1,
-            "{store}: the load after logout"
-        );
-        assert_eq!(
-            counter(
-                &reading,
-                "latchkey_cookies_rejected_total",
-                &[("store", store)]
-            ),
-            1,
-            "{store}: the forged cookie"
-        );
-        assert_eq!(
-            counter(
-                &reading,
-                "latchkey_sessions_not_found_total",
-                &[("store", store)]
-            ),
-            1,
-            "{store}: the cookie of a logged-out session"
-        );
-        assert_eq!(
-            counter(
-                &reading,
-                "latchkey_sessions_created_total",
-                &[("store", store)]
-            ),
-            3,
-            "{store}: the first request's, the forged cookie's and the one after logout"
-        );
-        assert_eq!(
-            counter(
-                &reading,
-                "latchkey_sessions_destroyed_total",
-                &[("store", store)]
-            ),
-            1,
-            "{store}: the logout"
-        );
-        assert!(
-            histogram_samples(&reading, "latchkey_store_operation_duration_seconds", store) >= 5,
-            "{store}: a latency per store operation"
-        );
-    }
-
-    // A store call the session deadline drops counts as `cancelled`, with its
-    // time until then.
+/// A store call the session deadline drops counts as `cancelled`, with its
+/// time until then.
+#[actix_web::test]
+async fn a_store_call_the_deadline_drops_counts_as_cancelled() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _only_this_thread = metrics::set_default_local_recorder(&recorder);
     let slow = latchkey_tests::stores::PausingStore::new(latchkey::memory::MemoryStore::new());
     let key = Key::generate();
     let sessions = latchkey::testing::TestSessions::for_middleware(
