@@ -8,6 +8,7 @@ use latchkey_core::StoreError;
 use redis::aio::{ConnectionLike, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 
+use crate::RedisSetupError;
 use crate::per_thread::PerThreadConnection;
 use crate::store::{DEFAULT_COMMAND_TIMEOUT, DEFAULT_PREFIX, RedisStore, STORE, Shared};
 use crate::transport::backend;
@@ -56,11 +57,12 @@ impl RedisStoreBuilder {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Backend`] when the URL is not a Redis URL, or its TLS
-    /// settings are not usable (a root certificate that does not parse, or
-    /// given for a `redis://` URL; no root certificate to trust).
-    pub fn build(self) -> Result<RedisStore, StoreError> {
-        let client = self.tls.client(&self.url).map_err(backend)?;
+    /// [`RedisSetupError::Url`] when the URL is not a Redis URL,
+    /// [`RedisSetupError::Tls`] when its TLS settings are not usable (a
+    /// `rediss://` URL without a TLS feature, a root certificate that does not
+    /// parse or is given for a `redis://` URL, no root certificate to trust).
+    pub fn build(self) -> Result<RedisStore, RedisSetupError> {
+        let client = self.tls.client(&self.url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout.unwrap_or(self.command_timeout)))
             .set_response_timeout(Some(self.command_timeout))
@@ -92,20 +94,22 @@ impl RedisStore<PerThreadConnection> {
     ///
     /// # Errors
     ///
-    /// When the URL is invalid or Redis does not answer within the timeout.
+    /// What [`build`](RedisStoreBuilder::build) refuses, and
+    /// [`RedisSetupError::Unreachable`] when Redis does not answer within the
+    /// timeout.
     ///
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn run() -> Result<(), latchkey_core::StoreError> {
+    /// # async fn run() -> Result<(), latchkey_redis::RedisSetupError> {
     /// let store = latchkey_redis::RedisStore::connect("redis://127.0.0.1:6379").await?;
     /// # drop(store);
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub async fn connect(url: &str) -> Result<Self, RedisSetupError> {
         let store = Self::builder(url).build()?;
-        store.ping().await?;
+        store.ping().await.map_err(RedisSetupError::Unreachable)?;
         Ok(store)
     }
 }
@@ -116,7 +120,9 @@ impl RedisStore<ClusterConnection> {
     ///
     /// # Errors
     ///
-    /// When no node answers within the timeout or the URLs are invalid.
+    /// [`RedisSetupError::Url`] when a URL is not a Redis URL,
+    /// [`RedisSetupError::Unreachable`] when no node answers within the
+    /// timeout.
     ///
     /// # Examples
     ///
@@ -124,7 +130,7 @@ impl RedisStore<ClusterConnection> {
     /// use std::time::Duration;
     /// use latchkey_redis::RedisStore;
     ///
-    /// # async fn run() -> Result<(), latchkey_core::StoreError> {
+    /// # async fn run() -> Result<(), latchkey_redis::RedisSetupError> {
     /// let nodes = ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"];
     /// let store = RedisStore::connect_cluster(nodes, Duration::from_secs(1)).await?
     ///     .with_prefix("myapp:");
@@ -132,7 +138,7 @@ impl RedisStore<ClusterConnection> {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn connect_cluster<I, U>(nodes: I, timeout: Duration) -> Result<Self, StoreError>
+    pub async fn connect_cluster<I, U>(nodes: I, timeout: Duration) -> Result<Self, RedisSetupError>
     where
         I: IntoIterator<Item = U>,
         U: AsRef<str>,
@@ -146,14 +152,14 @@ impl RedisStore<ClusterConnection> {
             .response_timeout(timeout)
             .retries(0)
             .build()
-            .map_err(backend)?;
+            .map_err(RedisSetupError::Url)?;
         let conn = match tokio::time::timeout(timeout, client.get_async_connection()).await {
-            Ok(conn) => conn.map_err(backend)?,
+            Ok(conn) => conn.map_err(|err| RedisSetupError::Unreachable(backend(err)))?,
             Err(_) => {
-                return Err(StoreError::Timeout {
+                return Err(RedisSetupError::Unreachable(StoreError::Timeout {
                     store: STORE,
                     after: timeout,
-                });
+                }));
             }
         };
         Ok(Self::new(conn, DEFAULT_PREFIX.to_owned(), timeout, true))

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod builder;
+mod error;
 mod index;
 pub mod layout;
 mod per_thread;
@@ -11,6 +12,7 @@ mod tls;
 mod transport;
 
 pub use self::builder::RedisStoreBuilder;
+pub use self::error::RedisSetupError;
 pub use self::per_thread::PerThreadConnection;
 pub use self::store::{DEFAULT_COMMAND_TIMEOUT, DEFAULT_PREFIX, RedisStore};
 

@@ -41,7 +41,7 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// use std::time::Duration;
 /// use latchkey_redis::RedisStore;
 ///
-/// # async fn run() -> Result<(), latchkey_core::StoreError> {
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = RedisStore::builder("redis://127.0.0.1:6379")
 ///     .prefix("myapp:session:")
 ///     .command_timeout(Duration::from_millis(500))

@@ -1,7 +1,9 @@
 //! TLS for stores built on a `rediss://` URL: which root certificates to trust,
 //! and the `redis` client that trusts them.
 
-use redis::{Client, RedisResult};
+use redis::{Client, IntoConnectionInfo as _};
+
+use crate::RedisSetupError;
 
 #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
 use crate::RedisStoreBuilder;
@@ -25,32 +27,52 @@ impl std::fmt::Debug for TlsSettings {
 
 impl TlsSettings {
     /// The client for `url` with these settings.
-    pub(crate) fn client(&self, url: &str) -> RedisResult<Client> {
+    pub(crate) fn client(&self, url: &str) -> Result<Client, RedisSetupError> {
+        needs_no_missing_tls(
+            url,
+            cfg!(any(feature = "tls-rustls", feature = "tls-native-tls")),
+        )?;
+        let info = url.into_connection_info().map_err(RedisSetupError::Url)?;
+        #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+        let built = |result: redis::RedisResult<Client>| {
+            result.map_err(|err| RedisSetupError::tls("the TLS client could not be built", err))
+        };
         #[cfg(feature = "tls-rustls")]
-        {
-            use redis::IntoConnectionInfo as _;
-
-            let info = url.into_connection_info()?;
-            if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
-                // The roots are always handed over: when the native-tls feature is
-                // compiled in too, the `redis` crate's rustls client given none
-                // trusts no certificate at all.
-                let roots = match &self.root_certificate {
-                    Some(pem) => checked(pem)?,
-                    None => platform_roots()?,
-                };
-                ensure_crypto_provider();
-                return Client::build_with_tls(info, certificates(roots));
-            }
+        if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+            // The roots are always handed over: when the native-tls feature is
+            // compiled in too, the `redis` crate's rustls client given none
+            // trusts no certificate at all.
+            let roots = match &self.root_certificate {
+                Some(pem) => checked(pem)?,
+                None => platform_roots()?,
+            };
+            ensure_crypto_provider();
+            return built(Client::build_with_tls(info, certificates(roots)));
         }
         #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
         if let Some(pem) = &self.root_certificate {
-            // Refused for a `redis://` URL, which is what a root certificate
-            // given for a plain-text server should be.
-            return Client::build_with_tls(url, certificates(pem.clone()));
+            if !matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+                return Err(RedisSetupError::tls(
+                    "a root certificate was given for a URL without TLS; use rediss://",
+                    None,
+                ));
+            }
+            return built(Client::build_with_tls(info, certificates(pem.clone())));
         }
-        Client::open(url)
+        Client::open(info).map_err(RedisSetupError::Url)
     }
+}
+
+/// Refuses a `rediss://` URL in a build without TLS, which the `redis` crate
+/// would report as an unparsable URL.
+fn needs_no_missing_tls(url: &str, tls_compiled: bool) -> Result<(), RedisSetupError> {
+    if url.starts_with("rediss://") && !tls_compiled {
+        return Err(RedisSetupError::tls(
+            "a rediss:// URL needs the tls-rustls or tls-native-tls feature",
+            None,
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
@@ -96,24 +118,24 @@ fn certificates(root_cert: Vec<u8>) -> redis::TlsCertificates {
 /// rustls client takes one without any as an empty trust store, which would
 /// only show as failed connections.
 #[cfg(feature = "tls-rustls")]
-fn checked(pem: &[u8]) -> RedisResult<Vec<u8>> {
+fn checked(pem: &[u8]) -> Result<Vec<u8>, RedisSetupError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject as _;
 
-    let invalid = |detail: String| {
-        redis::RedisError::from((
-            redis::ErrorKind::InvalidClientConfig,
-            "unusable TLS root certificate",
-            detail,
-        ))
-    };
+    const UNUSABLE: &str = "unusable TLS root certificate";
     let mut found = 0;
     for cert in CertificateDer::pem_slice_iter(pem) {
-        cert.map_err(|err| invalid(err.to_string()))?;
+        cert.map_err(|err| RedisSetupError::Tls {
+            reason: UNUSABLE,
+            source: Some(Box::new(err)),
+        })?;
         found += 1;
     }
     if found == 0 {
-        return Err(invalid("no PEM CERTIFICATE block".to_owned()));
+        return Err(RedisSetupError::Tls {
+            reason: UNUSABLE,
+            source: Some("no PEM CERTIFICATE block".into()),
+        });
     }
     Ok(pem.to_vec())
 }
@@ -123,17 +145,16 @@ fn checked(pem: &[u8]) -> RedisResult<Vec<u8>> {
 /// `SSL_CERT_FILE` and `SSL_CERT_DIR` replace the platform's store, as for
 /// OpenSSL.
 #[cfg(feature = "tls-rustls")]
-fn platform_roots() -> RedisResult<Vec<u8>> {
+fn platform_roots() -> Result<Vec<u8>, RedisSetupError> {
     use base64::Engine as _;
 
     let found = rustls_native_certs::load_native_certs();
     if found.certs.is_empty() {
         let reasons: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
-        return Err(redis::RedisError::from((
-            redis::ErrorKind::InvalidClientConfig,
-            "no root certificate to verify the server with; give one with tls_root_certificate",
-            reasons.join("; "),
-        )));
+        return Err(RedisSetupError::Tls {
+            reason: "no root certificate to verify the server with; give one with tls_root_certificate",
+            source: (!reasons.is_empty()).then(|| reasons.join("; ").into()),
+        });
     }
     let engine = base64::engine::general_purpose::STANDARD;
     let mut pem = Vec::new();
@@ -157,5 +178,21 @@ fn ensure_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // Losing a race to another installer leaves that one in place, as wanted.
         let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rediss_url_without_tls_compiled_in_is_a_tls_error() {
+        let refused = needs_no_missing_tls("rediss://cache.internal:6380", false);
+        assert!(
+            matches!(&refused, Err(RedisSetupError::Tls { reason, .. }) if reason.contains("tls-rustls")),
+            "{refused:?}"
+        );
+        assert!(needs_no_missing_tls("rediss://cache.internal:6380", true).is_ok());
+        assert!(needs_no_missing_tls("redis://cache.internal:6379", false).is_ok());
     }
 }

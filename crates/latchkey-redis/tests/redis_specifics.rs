@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use latchkey_core::{
     Deadlines, Record, SaveOutcome, SessionStore, SessionToken, StoreError, Timestamp,
 };
-use latchkey_redis::RedisStore;
 use latchkey_redis::layout::StoredSession;
+use latchkey_redis::{RedisSetupError, RedisStore};
 use latchkey_testkit::block_on;
 use latchkey_testkit::servers::{PrivateRedis, redis_url, unique_name};
 use redis::AsyncCommands as _;
@@ -293,6 +293,17 @@ fn a_server_that_never_answers_times_out() {
 }
 
 #[test]
+fn a_url_that_is_not_a_redis_url_is_refused_by_build() {
+    for url in ["http://127.0.0.1:6379", "redis://127.0.0.1:notaport", ""] {
+        let refused = RedisStore::builder(url).build();
+        assert!(
+            matches!(&refused, Err(RedisSetupError::Url(_))),
+            "{url}: {refused:?}"
+        );
+    }
+}
+
+#[test]
 fn connect_checks_the_server_at_once() {
     block_on(async {
         let store = RedisStore::connect(&redis_url()).await.unwrap();
@@ -307,7 +318,12 @@ fn connect_checks_the_server_at_once() {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, StoreError::Backend { .. } | StoreError::Timeout { .. }),
+            matches!(
+                err,
+                RedisSetupError::Unreachable(
+                    StoreError::Backend { .. } | StoreError::Timeout { .. }
+                )
+            ),
             "{err:?}"
         );
     });

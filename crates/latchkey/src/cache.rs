@@ -40,7 +40,7 @@ const SHARDS: usize = 64;
 /// use std::time::Duration;
 /// use latchkey::cache::CachedStore;
 ///
-/// # async fn run() -> Result<(), latchkey::StoreError> {
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let redis = latchkey::redis::RedisStore::builder("redis://127.0.0.1:6379").build()?;
 /// // Serve reads from memory for up to 1 s; revocations elsewhere show within 1 s.
 /// let store = CachedStore::new(redis).max_staleness(Duration::from_secs(1));

@@ -205,7 +205,13 @@ async fn redis_cluster(url: &str) -> Result<AnyStore, StoreUrlError> {
     let store =
         crate::redis::RedisStore::connect_cluster(nodes, crate::redis::DEFAULT_COMMAND_TIMEOUT)
             .await
-            .map_err(unreachable)?;
+            .map_err(|err| match err {
+                crate::redis::RedisSetupError::Unreachable(source) => unreachable(source),
+                invalid => StoreUrlError::InvalidUrl {
+                    store: "redis-cluster",
+                    source: Box::new(invalid),
+                },
+            })?;
     let store = match prefix {
         Some(prefix) => store.with_prefix(prefix),
         None => store,
