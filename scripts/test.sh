@@ -122,6 +122,10 @@ for features in "" memory redis postgres actix-session cache metrics test-util "
   echo "latchkey --no-default-features --features '$features'"
   cargo check -q -p latchkey --no-default-features --features "$features"
 done
+# The Redis store's own unit tests without TLS: how a `rediss://` URL is refused
+# where the `redis` crate has no TLS compiled in.
+echo "latchkey-redis --no-default-features: unit tests"
+cargo test -q -p latchkey-redis --no-default-features --lib
 # The default build must not pull in the Redis or PostgreSQL clients.
 if cargo tree -q -p latchkey -e normal --prefix none | grep -Eq '^(redis|tokio-postgres|deadpool-postgres|latchkey-redis|latchkey-postgres) '; then
   echo "error: latchkey's default features pull in a Redis or PostgreSQL crate" >&2

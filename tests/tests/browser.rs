@@ -1,6 +1,7 @@
 //! The login example driven in headless Chromium through WebDriver, on every
-//! store: one test per store, each with a chromedriver of its own (nextest
-//! runs them one at a time, see `.config/nextest.toml`).
+//! store: one test per store, each with a chromedriver of its own, one at a
+//! time (a lock here for `cargo test`, a test group in `.config/nextest.toml`
+//! for nextest, which runs each test in a process of its own).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -92,7 +93,17 @@ async fn wait_for_path(client: &Client, path: &str) {
 
 on_every_store!(a_person_logs_in_and_out_in_a_real_browser);
 
+/// Held by the browser test running in this process.
+static ONE_BROWSER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+// The lock is held across awaits on purpose: each test runs on a runtime of
+// its own thread, and waits for the others' whole runs.
+#[allow(clippy::await_holding_lock)]
 async fn a_person_logs_in_and_out_in_a_real_browser(store: AnyStore) {
+    // Another test's failure poisons the lock, and must not fail this one.
+    let _turn = ONE_BROWSER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let (_driver, driver_port) = start_driver();
     let backend = store.name();
     let sessions = SessionMiddleware::builder(store, Key::generate())

@@ -30,7 +30,8 @@ const ADMIN_COMMANDS: [&str; 7] = [
 pub struct StoreProbe {
     runtime: tokio::runtime::Runtime,
     redis: redis::Connection,
-    postgres: tokio_postgres::Client,
+    /// Only when a server kind of the run uses PostgreSQL.
+    postgres: Option<tokio_postgres::Client>,
     schema: String,
 }
 
@@ -43,27 +44,32 @@ impl std::fmt::Debug for StoreProbe {
 }
 
 impl StoreProbe {
-    /// Connects to both servers of `backends`.
+    /// Connects to the Redis of `backends`, and to its PostgreSQL when
+    /// `with_postgres`.
     ///
     /// # Errors
     ///
-    /// When either server cannot be reached.
-    pub fn connect(backends: &Backends) -> Result<Self, Error> {
+    /// When a server cannot be reached.
+    pub fn connect(backends: &Backends, with_postgres: bool) -> Result<Self, Error> {
         let redis = redis::Client::open(backends.redis_url.as_str())?
             .get_connection()
             .map_err(|e| format!("cannot reach Redis at {}: {e}", backends.redis_url))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let postgres = runtime.block_on(async {
-            let (client, connection) =
-                tokio_postgres::connect(&backends.database_url, tokio_postgres::NoTls)
-                    .await
-                    .map_err(|e| format!("cannot reach PostgreSQL: {e}"))?;
-            // Driven whenever the runtime runs a query.
-            tokio::spawn(connection);
-            Ok::<_, Error>(client)
-        })?;
+        let postgres = if with_postgres {
+            Some(runtime.block_on(async {
+                let (client, connection) =
+                    tokio_postgres::connect(&backends.database_url, tokio_postgres::NoTls)
+                        .await
+                        .map_err(|e| format!("cannot reach PostgreSQL: {e}"))?;
+                // Driven whenever the runtime runs a query.
+                tokio::spawn(connection);
+                Ok::<_, Error>(client)
+            })?)
+        } else {
+            None
+        };
         Ok(Self {
             runtime,
             redis,
@@ -89,9 +95,12 @@ impl StoreProbe {
                     .map(str::to_owned)
             })
             .unwrap_or_else(|| "unknown".into());
+        let Some(client) = &self.postgres else {
+            return format!("Redis {redis}");
+        };
         let postgres = self
             .runtime
-            .block_on(self.postgres.query_one("SHOW server_version", &[]))
+            .block_on(client.query_one("SHOW server_version", &[]))
             .ok()
             .and_then(|row| row.try_get::<_, String>(0).ok())
             .unwrap_or_else(|| "unknown".into());
@@ -153,7 +162,7 @@ impl StoreProbe {
         let relation = format!("\"{}\".{table}", self.schema);
         let row = self
             .runtime
-            .block_on(self.postgres.query_one(
+            .block_on(self.postgres.as_ref()?.query_one(
                 "SELECT pg_total_relation_size(to_regclass($1))",
                 &[&relation],
             ))
@@ -162,15 +171,17 @@ impl StoreProbe {
         bytes.and_then(|b| u64::try_from(b).ok())
     }
 
-    /// Drops the run's PostgreSQL schema.
+    /// Drops the run's PostgreSQL schema, if it connected to PostgreSQL.
     ///
     /// # Errors
     ///
     /// When PostgreSQL refuses.
     pub fn drop_schema(&mut self) -> Result<(), Error> {
+        let Some(client) = &self.postgres else {
+            return Ok(());
+        };
         let statement = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
-        self.runtime
-            .block_on(self.postgres.batch_execute(&statement))?;
+        self.runtime.block_on(client.batch_execute(&statement))?;
         Ok(())
     }
 }

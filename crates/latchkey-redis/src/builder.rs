@@ -10,6 +10,7 @@ use redis::cluster_async::ClusterConnection;
 
 use crate::RedisSetupError;
 use crate::per_thread::PerThreadConnection;
+use crate::tls::connection_info;
 use crate::store::{DEFAULT_COMMAND_TIMEOUT, DEFAULT_PREFIX, RedisStore, STORE, Shared};
 use crate::transport::backend;
 
@@ -95,8 +96,8 @@ impl RedisStore<PerThreadConnection> {
     /// # Errors
     ///
     /// What [`build`](RedisStoreBuilder::build) refuses, and
-    /// [`RedisSetupError::Unreachable`] when Redis does not answer within the
-    /// timeout.
+    /// [`RedisSetupError::CheckFailed`] when Redis does not answer its `PING`
+    /// within the timeout, or refuses it.
     ///
     /// # Examples
     ///
@@ -109,7 +110,7 @@ impl RedisStore<PerThreadConnection> {
     /// ```
     pub async fn connect(url: &str) -> Result<Self, RedisSetupError> {
         let store = Self::builder(url).build()?;
-        store.ping().await.map_err(RedisSetupError::Unreachable)?;
+        store.ping().await.map_err(RedisSetupError::CheckFailed)?;
         Ok(store)
     }
 }
@@ -120,9 +121,11 @@ impl RedisStore<ClusterConnection> {
     ///
     /// # Errors
     ///
-    /// [`RedisSetupError::Url`] when a URL is not a Redis URL,
-    /// [`RedisSetupError::Unreachable`] when no node answers within the
-    /// timeout.
+    /// [`RedisSetupError::Url`] or [`RedisSetupError::Tls`] when a URL
+    /// cannot be used, as for [`build`](RedisStoreBuilder::build);
+    /// [`RedisSetupError::Cluster`] when the URLs do not fit together;
+    /// [`RedisSetupError::CheckFailed`] when no node answers within the
+    /// timeout, or the cluster refuses the connection.
     ///
     /// # Examples
     ///
@@ -144,6 +147,9 @@ impl RedisStore<ClusterConnection> {
         U: AsRef<str>,
     {
         let urls: Vec<String> = nodes.into_iter().map(|n| n.as_ref().to_owned()).collect();
+        for url in &urls {
+            connection_info(url)?;
+        }
         // The client must not re-send a command on its own: after a dropped
         // connection it cannot know whether a write ran. The store re-sends only
         // what provably did not run (see `send`).
@@ -152,11 +158,11 @@ impl RedisStore<ClusterConnection> {
             .response_timeout(timeout)
             .retries(0)
             .build()
-            .map_err(RedisSetupError::Url)?;
+            .map_err(RedisSetupError::Cluster)?;
         let conn = match tokio::time::timeout(timeout, client.get_async_connection()).await {
-            Ok(conn) => conn.map_err(|err| RedisSetupError::Unreachable(backend(err)))?,
+            Ok(conn) => conn.map_err(|err| RedisSetupError::CheckFailed(backend(err)))?,
             Err(_) => {
-                return Err(RedisSetupError::Unreachable(StoreError::Timeout {
+                return Err(RedisSetupError::CheckFailed(StoreError::Timeout {
                     store: STORE,
                     after: timeout,
                 }));

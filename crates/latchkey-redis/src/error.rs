@@ -9,9 +9,15 @@ use latchkey_core::StoreError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RedisSetupError {
-    /// The URL is not a Redis URL (`redis://`, `rediss://`, `unix://`).
+    /// The URL is not a Redis URL (`redis://`, `rediss://`, `unix://`,
+    /// and their `valkey` forms).
     #[error("not a Redis URL")]
     Url(#[source] redis::RedisError),
+    /// The nodes given to
+    /// [`connect_cluster`](crate::RedisStore::connect_cluster) do not make
+    /// one cluster client: none, or different credentials or TLS settings.
+    #[error("the node URLs do not make a cluster client")]
+    Cluster(#[source] redis::RedisError),
     /// TLS cannot be set up as asked: a `rediss://` URL in a build without a
     /// TLS feature, a root certificate that does not parse or was given for a
     /// plain-text URL, or no root certificate to trust.
@@ -23,12 +29,13 @@ pub enum RedisSetupError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
-    /// The server or cluster did not answer: from
+    /// The check at start-up failed: Redis did not answer in time, or
+    /// refused (a wrong password, say). From
     /// [`connect`](crate::RedisStore::connect) and
     /// [`connect_cluster`](crate::RedisStore::connect_cluster), which check
     /// at once, never from [`build`](crate::RedisStoreBuilder::build).
-    #[error("Redis did not answer")]
-    Unreachable(#[source] StoreError),
+    #[error("Redis failed the start-up check")]
+    CheckFailed(#[source] StoreError),
 }
 
 impl RedisSetupError {

@@ -1,7 +1,7 @@
 //! TLS for stores built on a `rediss://` URL: which root certificates to trust,
 //! and the `redis` client that trusts them.
 
-use redis::{Client, IntoConnectionInfo as _};
+use redis::{Client, ConnectionInfo, IntoConnectionInfo as _};
 
 use crate::RedisSetupError;
 
@@ -28,11 +28,7 @@ impl std::fmt::Debug for TlsSettings {
 impl TlsSettings {
     /// The client for `url` with these settings.
     pub(crate) fn client(&self, url: &str) -> Result<Client, RedisSetupError> {
-        needs_no_missing_tls(
-            url,
-            cfg!(any(feature = "tls-rustls", feature = "tls-native-tls")),
-        )?;
-        let info = url.into_connection_info().map_err(RedisSetupError::Url)?;
+        let info = connection_info(url)?;
         #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
         let built = |result: redis::RedisResult<Client>| {
             result.map_err(|err| RedisSetupError::tls("the TLS client could not be built", err))
@@ -57,22 +53,37 @@ impl TlsSettings {
                     None,
                 ));
             }
-            return built(Client::build_with_tls(info, certificates(pem.clone())));
+            return built(Client::build_with_tls(info, certificates(checked(pem)?)));
         }
         Client::open(info).map_err(RedisSetupError::Url)
     }
 }
 
-/// Refuses a `rediss://` URL in a build without TLS, which the `redis` crate
-/// would report as an unparsable URL.
-fn needs_no_missing_tls(url: &str, tls_compiled: bool) -> Result<(), RedisSetupError> {
-    if url.starts_with("rediss://") && !tls_compiled {
-        return Err(RedisSetupError::tls(
-            "a rediss:// URL needs the tls-rustls or tls-native-tls feature",
-            None,
-        ));
-    }
-    Ok(())
+/// `url` parsed for the `redis` crate, or why not. A `rediss://` (or
+/// `valkeys://`) URL that would parse as plain text is refused for its TLS
+/// (a build of the `redis` crate without TLS, or a fragment other than
+/// `#insecure`), anything else as a URL.
+pub(crate) fn connection_info(url: &str) -> Result<ConnectionInfo, RedisSetupError> {
+    url.into_connection_info().map_err(|err| {
+        let plain = redis::parse_redis_url(url).and_then(|mut parsed| {
+            let scheme = match parsed.scheme() {
+                "rediss" => "redis",
+                "valkeys" => "valkey",
+                _ => return None,
+            };
+            parsed.set_scheme(scheme).ok()?;
+            parsed.set_fragment(None);
+            Some(parsed)
+        });
+        match plain {
+            Some(plain) if plain.as_str().into_connection_info().is_ok() => RedisSetupError::tls(
+                "the URL asks for TLS, which this build cannot give as asked (enable the \
+                 tls-rustls or tls-native-tls feature; the only fragment is #insecure)",
+                err,
+            ),
+            _ => RedisSetupError::Url(err),
+        }
+    })
 }
 
 #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
@@ -140,6 +151,20 @@ fn checked(pem: &[u8]) -> Result<Vec<u8>, RedisSetupError> {
     Ok(pem.to_vec())
 }
 
+/// `pem` if it holds a certificate: native-tls would refuse one without only
+/// when the client is built, with another message.
+#[cfg(all(feature = "tls-native-tls", not(feature = "tls-rustls")))]
+fn checked(pem: &[u8]) -> Result<Vec<u8>, RedisSetupError> {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    if !pem.windows(BEGIN.len()).any(|window| window == BEGIN) {
+        return Err(RedisSetupError::Tls {
+            reason: "unusable TLS root certificate",
+            source: Some("no PEM CERTIFICATE block".into()),
+        });
+    }
+    Ok(pem.to_vec())
+}
+
 /// The platform's root certificates as PEM, the form `redis` takes them in.
 ///
 /// `SSL_CERT_FILE` and `SSL_CERT_DIR` replace the platform's store, as for
@@ -186,13 +211,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_rediss_url_without_tls_compiled_in_is_a_tls_error() {
-        let refused = needs_no_missing_tls("rediss://cache.internal:6380", false);
+    #[cfg(not(any(feature = "tls-rustls", feature = "tls-native-tls")))]
+    fn a_tls_url_in_a_build_without_tls_is_a_tls_error() {
+        for url in ["rediss://cache.internal:6380", "valkeys://cache.internal:6380/2"] {
+            let refused = connection_info(url);
+            assert!(
+                matches!(&refused, Err(RedisSetupError::Tls { reason, .. }) if reason.contains("tls-rustls")),
+                "{url}: {refused:?}"
+            );
+        }
+        assert!(connection_info("redis://cache.internal:6379").is_ok());
+        let cluster = latchkey_testkit::block_on(crate::RedisStore::connect_cluster(
+            ["rediss://127.0.0.1:7000"],
+            std::time::Duration::from_secs(1),
+        ));
         assert!(
-            matches!(&refused, Err(RedisSetupError::Tls { reason, .. }) if reason.contains("tls-rustls")),
+            matches!(&cluster, Err(RedisSetupError::Tls { .. })),
+            "{:?}",
+            cluster.err()
+        );
+    }
+
+    #[test]
+    #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+    fn a_tls_url_that_cannot_be_served_as_asked_is_a_tls_error() {
+        let refused = connection_info("rediss://cache.internal:6380#verify-less");
+        assert!(
+            matches!(&refused, Err(RedisSetupError::Tls { .. })),
             "{refused:?}"
         );
-        assert!(needs_no_missing_tls("rediss://cache.internal:6380", true).is_ok());
-        assert!(needs_no_missing_tls("redis://cache.internal:6379", false).is_ok());
+        assert!(connection_info("rediss://cache.internal:6380").is_ok());
+        assert!(connection_info("rediss://cache.internal:6380#insecure").is_ok());
+    }
+
+    #[test]
+    fn a_url_that_is_not_a_redis_url_is_a_url_error() {
+        for url in [
+            "http://cache.internal:6379",
+            "rediss://cache.internal:notaport",
+            "redis://",
+            "",
+        ] {
+            let refused = connection_info(url);
+            assert!(
+                matches!(&refused, Err(RedisSetupError::Url(_))),
+                "{url}: {refused:?}"
+            );
+        }
     }
 }

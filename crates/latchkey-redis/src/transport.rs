@@ -155,7 +155,8 @@ where
                 Err(err)
                     if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                 {
-                    // `SCRIPT LOAD` goes to every primary.
+                    // The cluster client sends `SCRIPT LOAD` to every node it is
+                    // connected to, replicas included, and fails unless all load it.
                     self.resending(Resend::Always, |mut conn| async move {
                         call.script.load_async(&mut conn).await
                     })

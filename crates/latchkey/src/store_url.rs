@@ -206,7 +206,7 @@ async fn redis_cluster(url: &str) -> Result<AnyStore, StoreUrlError> {
         crate::redis::RedisStore::connect_cluster(nodes, crate::redis::DEFAULT_COMMAND_TIMEOUT)
             .await
             .map_err(|err| match err {
-                crate::redis::RedisSetupError::Unreachable(source) => unreachable(source),
+                crate::redis::RedisSetupError::CheckFailed(source) => unreachable(source),
                 invalid => StoreUrlError::InvalidUrl {
                     store: "redis-cluster",
                     source: Box::new(invalid),
