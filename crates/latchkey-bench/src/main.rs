@@ -216,7 +216,10 @@ fn bench_mode(options: &RunOptions) -> Result<(), Error> {
     let started = Instant::now();
     let result = measure(&settings, &kinds, &backends, &mut probe);
     if let Err(err) = probe.drop_schema() {
-        eprintln!("latchkey-bench: the run's schema {} stays: {err}", backends.schema);
+        eprintln!(
+            "latchkey-bench: the run's schema {} stays: {err}",
+            backends.schema
+        );
     }
     let measurements = result?;
     let markdown = render(

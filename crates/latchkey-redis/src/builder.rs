@@ -10,8 +10,8 @@ use redis::cluster_async::ClusterConnection;
 
 use crate::RedisSetupError;
 use crate::per_thread::PerThreadConnection;
-use crate::tls::connection_info;
 use crate::store::{DEFAULT_COMMAND_TIMEOUT, DEFAULT_PREFIX, RedisStore, STORE, Shared};
+use crate::tls::connection_info;
 use crate::transport::backend;
 
 /// Configures a [`RedisStore`] on a URL.

@@ -213,7 +213,10 @@ mod tests {
     #[test]
     #[cfg(not(any(feature = "tls-rustls", feature = "tls-native-tls")))]
     fn a_tls_url_in_a_build_without_tls_is_a_tls_error() {
-        for url in ["rediss://cache.internal:6380", "valkeys://cache.internal:6380/2"] {
+        for url in [
+            "rediss://cache.internal:6380",
+            "valkeys://cache.internal:6380/2",
+        ] {
             let refused = connection_info(url);
             assert!(
                 matches!(&refused, Err(RedisSetupError::Tls { reason, .. }) if reason.contains("tls-rustls")),

@@ -331,7 +331,10 @@ fn connect_checks_the_server_at_once() {
         let wrong_password = server.url().replacen("redis://", "redis://:wrong@", 1);
         let err = RedisStore::connect(&wrong_password).await.unwrap_err();
         assert!(
-            matches!(err, RedisSetupError::CheckFailed(StoreError::Backend { .. })),
+            matches!(
+                err,
+                RedisSetupError::CheckFailed(StoreError::Backend { .. })
+            ),
             "{err:?}"
         );
     });
@@ -342,7 +345,9 @@ fn cluster_nodes_are_checked_before_connecting() {
     block_on(async {
         let timeout = Duration::from_secs(1);
         let none: [&str; 0] = [];
-        let err = RedisStore::connect_cluster(none, timeout).await.unwrap_err();
+        let err = RedisStore::connect_cluster(none, timeout)
+            .await
+            .unwrap_err();
         assert!(matches!(err, RedisSetupError::Cluster(_)), "{err:?}");
         let err = RedisStore::connect_cluster(["http://127.0.0.1:7000"], timeout)
             .await
