@@ -739,3 +739,56 @@ async fn postgres_saves_inside_the_interval_are_heap_only_updates() {
         "{heap_only} of {updated} saves that moved the expiry were heap-only"
     );
 }
+
+/// An application's own expiry test, without waiting: the memory store on a
+/// clock the test moves past the idle timeout sees the session gone, and the
+/// middleware starts a new one.
+#[actix_web::test]
+async fn a_memory_store_on_a_moved_clock_expires_sessions_without_waiting() {
+    let clock = latchkey_testkit::TestClock::new();
+    let store = latchkey::memory::MemoryStore::builder()
+        .clock({
+            let clock = clock.clone();
+            move || clock.now()
+        })
+        .build();
+    let app = test::init_service(
+        App::new()
+            .wrap(
+                SessionMiddleware::builder(store, Key::generate())
+                    .cookie_secure(false)
+                    .idle_timeout(Duration::from_secs(30 * 60))
+                    .build()
+                    .unwrap(),
+            )
+            .route(
+                "/count",
+                web::post().to(|session: Session| async move {
+                    session
+                        .update("n", |n: Option<u64>| n.unwrap_or(0) + 1)
+                        .map(|n| n.to_string())
+                }),
+            ),
+    )
+    .await;
+    let first = post(&app, "/count", None).await;
+    let cookie = session_cookie(&first).unwrap();
+    assert_eq!(latchkey_tests::http::body(first).await, "1");
+    clock.advance(Duration::from_secs(29 * 60));
+    let res = post(&app, "/count", Some(&cookie)).await;
+    assert_eq!(
+        latchkey_tests::http::body(res).await,
+        "2",
+        "alive 29 minutes on"
+    );
+
+    clock.advance(Duration::from_secs(31 * 60));
+    let res = post(&app, "/count", Some(&cookie)).await;
+    let renewed = session_cookie(&res).expect("a new session's cookie");
+    assert_ne!(renewed.value(), cookie.value());
+    assert_eq!(
+        latchkey_tests::http::body(res).await,
+        "1",
+        "31 idle minutes later the session is gone and counting starts over"
+    );
+}

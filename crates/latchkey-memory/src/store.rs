@@ -55,6 +55,22 @@ struct Inner {
     next_full_sweep_at: AtomicU64,
     sweep_cursor: AtomicUsize,
     runtime: RuntimeSlot,
+    clock: Clock,
+}
+
+/// Where the store reads the time: the system clock, or a function given to
+/// [`MemoryStoreBuilder::clock`].
+#[derive(Clone, Default)]
+struct Clock(Option<Arc<dyn Fn() -> Timestamp + Send + Sync>>);
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Clock(given)"
+        } else {
+            "Clock(system)"
+        })
+    }
 }
 
 /// Configures a [`MemoryStore`].
@@ -77,6 +93,7 @@ pub struct MemoryStoreBuilder {
     shards: usize,
     capacity: Option<usize>,
     sweep_interval: Duration,
+    clock: Clock,
 }
 
 impl MemoryStoreBuilder {
@@ -109,6 +126,46 @@ impl MemoryStoreBuilder {
         self
     }
 
+    /// The time the store judges expiry by, instead of the system clock: for
+    /// an application's tests of what happens once a session expires,
+    /// without waiting for it. The middleware still reads the system clock
+    /// to set deadlines, so a clock that runs ahead of it makes sessions
+    /// expire early, as if that much time had passed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::time::Duration;
+    /// use latchkey_core::{Deadlines, Record, SessionStore as _, SessionToken, Timestamp};
+    /// use latchkey_memory::MemoryStore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ahead_ms = Arc::new(AtomicU64::new(0));
+    /// let store = MemoryStore::builder()
+    ///     .clock({
+    ///         let ahead_ms = ahead_ms.clone();
+    ///         move || Timestamp::now() + Duration::from_millis(ahead_ms.load(Ordering::Relaxed))
+    ///     })
+    ///     .build();
+    /// let now = Timestamp::now();
+    /// let id = SessionToken::generate()?.id();
+    /// let minute = Duration::from_secs(60);
+    /// store.create(&id, &Record::new(now, Deadlines::starting_at(now, minute, minute))).await?;
+    /// assert!(store.load(&id).await?.is_some());
+    ///
+    /// ahead_ms.store(61_000, Ordering::Relaxed); // a minute and a second later
+    /// assert!(store.load(&id).await?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn clock(mut self, now: impl Fn() -> Timestamp + Send + Sync + 'static) -> Self {
+        self.clock = Clock(Some(Arc::new(now)));
+        self
+    }
+
     /// Builds the store.
     pub fn build(self) -> MemoryStore {
         let shards = (0..self.shards)
@@ -126,6 +183,7 @@ impl MemoryStoreBuilder {
                 next_full_sweep_at: AtomicU64::new(0),
                 sweep_cursor: AtomicUsize::new(0),
                 runtime: RuntimeSlot::new(),
+                clock: self.clock,
             }),
         }
     }
@@ -138,6 +196,7 @@ impl Default for MemoryStoreBuilder {
             shards: (cpus * 4).max(16).next_power_of_two(),
             capacity: None,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
+            clock: Clock::default(),
         }
     }
 }
@@ -436,11 +495,11 @@ impl SessionStore for MemoryStore {
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
-        Ok(self.load_now(id, Timestamp::now()))
+        Ok(self.load_now(id, self.now()))
     }
 
     async fn create(&self, id: &SessionId, record: &Record) -> Result<(), StoreError> {
-        self.create_now(id, record, Timestamp::now())
+        self.create_now(id, record, self.now())
     }
 
     async fn save(
@@ -449,7 +508,7 @@ impl SessionStore for MemoryStore {
         record: &Record,
         expected_version: u64,
     ) -> Result<SaveOutcome, StoreError> {
-        Ok(self.save_now(id, record, expected_version, Timestamp::now()))
+        Ok(self.save_now(id, record, expected_version, self.now()))
     }
 
     async fn touch(
@@ -458,7 +517,7 @@ impl SessionStore for MemoryStore {
         deadlines: Deadlines,
         seen_at: Timestamp,
     ) -> Result<bool, StoreError> {
-        Ok(self.touch_now(id, deadlines, seen_at, Timestamp::now()))
+        Ok(self.touch_now(id, deadlines, seen_at, self.now()))
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
@@ -471,11 +530,11 @@ impl SessionStore for MemoryStore {
         id: &SessionId,
         expected_version: u64,
     ) -> Result<DeleteOutcome, StoreError> {
-        Ok(self.delete_at_version_now(id, expected_version, Timestamp::now()))
+        Ok(self.delete_at_version_now(id, expected_version, self.now()))
     }
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, StoreError> {
-        let now = Timestamp::now();
+        let now = self.now();
         let sessions = self
             .owned_ids(owner)
             .into_iter()
@@ -496,7 +555,7 @@ impl SessionStore for MemoryStore {
         // A renewal racing this creates its new session (indexed) before
         // retiring the old one: a pass that found the old one already gone is
         // followed by another, which finds the new one.
-        let now = Timestamp::now();
+        let now = self.now();
         let mut deleted = 0;
         for _ in 0..DELETE_BY_OWNER_PASSES {
             let ids: Vec<SessionId> = self
@@ -513,11 +572,19 @@ impl SessionStore for MemoryStore {
     }
 
     async fn delete_expired(&self) -> Result<u64, StoreError> {
-        Ok(self.sweep_all(Timestamp::now()))
+        Ok(self.sweep_all(self.now()))
     }
 }
 
 impl MemoryStore {
+    /// The store's time: its clock's, or the system's.
+    fn now(&self) -> Timestamp {
+        match &self.inner.clock.0 {
+            Some(clock) => clock(),
+            None => Timestamp::now(),
+        }
+    }
+
     /// Deletes those of `ids` still owned by `owner`, returning how many were live.
     fn delete_owned(&self, owner: &str, ids: Vec<SessionId>, now: Timestamp) -> u64 {
         let mut deleted = 0;

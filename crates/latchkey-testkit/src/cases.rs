@@ -3,6 +3,7 @@
 //! Each case panics with a message naming the broken rule when the store breaks
 //! the contract.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ use latchkey_core::{
 };
 use serde_json::{Value, json};
 
+use crate::TestClock;
+
 /// Deadlines long enough that no case sees them pass.
 const LONG: Duration = Duration::from_secs(3600);
 /// Deadlines short enough to wait out in a test, long enough to outlast a slow
@@ -20,6 +23,34 @@ const SHORT: Duration = Duration::from_millis(600);
 /// How long to wait for [`SHORT`] deadlines to pass, with margin for clock skew
 /// between the test and a server.
 const PAST_SHORT: Duration = Duration::from_millis(1_300);
+
+tokio::task_local! {
+    /// The clock of the store under test, when it reads a [`TestClock`].
+    static CLOCK: TestClock;
+}
+
+/// Runs `case` with `clock` as the store's time: the case's deadlines are set
+/// from it, and its waits move it rather than sleep.
+#[doc(hidden)]
+pub async fn on_clock<F: Future>(clock: TestClock, case: F) -> F::Output {
+    CLOCK.scope(clock, case).await
+}
+
+/// The time by the store's clock: the system's unless the case runs
+/// [`on_clock`].
+fn now() -> Timestamp {
+    CLOCK
+        .try_with(TestClock::now)
+        .unwrap_or_else(|_| Timestamp::now())
+}
+
+/// Lets [`PAST_SHORT`] pass: on the store's [`TestClock`] at once, otherwise
+/// by waiting.
+async fn let_short_deadlines_pass() {
+    if CLOCK.try_with(|clock| clock.advance(PAST_SHORT)).is_err() {
+        tokio::time::sleep(PAST_SHORT).await;
+    }
+}
 
 fn new_id() -> SessionId {
     #[allow(clippy::expect_used)]
@@ -31,7 +62,7 @@ fn new_owner() -> String {
 }
 
 fn record_with(idle: Duration, lifetime: Duration) -> Record {
-    let now = Timestamp::now();
+    let now = now();
     Record::new(now, Deadlines::starting_at(now, idle, lifetime))
 }
 
@@ -153,7 +184,7 @@ pub async fn idle_deadline_expires_session<S: SessionStore>(store: S) {
         load(&store, &id).await.is_some(),
         "live before the idle deadline"
     );
-    tokio::time::sleep(PAST_SHORT).await;
+    let_short_deadlines_pass().await;
     assert!(
         load(&store, &id).await.is_none(),
         "an idle-expired session is never returned"
@@ -168,11 +199,7 @@ pub async fn idle_deadline_expires_session<S: SessionStore>(store: S) {
         "still gone after the save attempt"
     );
     let touched = store
-        .touch(
-            &id,
-            Deadlines::starting_at(Timestamp::now(), LONG, LONG),
-            Timestamp::now(),
-        )
+        .touch(&id, Deadlines::starting_at(now(), LONG, LONG), now())
         .await
         .expect("touch");
     assert!(!touched, "touching an expired session does not revive it");
@@ -184,7 +211,7 @@ pub async fn idle_deadline_expires_session<S: SessionStore>(store: S) {
 
 /// The absolute deadline ends a session even while its idle deadline is far off.
 pub async fn absolute_deadline_expires_session<S: SessionStore>(store: S) {
-    let now = Timestamp::now();
+    let now = now();
     let mut record = Record::new(
         now,
         Deadlines {
@@ -195,7 +222,7 @@ pub async fn absolute_deadline_expires_session<S: SessionStore>(store: S) {
     record.data.insert("k".into(), json!(1));
     let id = create(&store, &record).await;
     assert!(load(&store, &id).await.is_some());
-    tokio::time::sleep(PAST_SHORT).await;
+    let_short_deadlines_pass().await;
     assert!(
         load(&store, &id).await.is_none(),
         "the absolute deadline is enforced"
@@ -205,7 +232,7 @@ pub async fn absolute_deadline_expires_session<S: SessionStore>(store: S) {
 /// An expired session does not block a new `create` under its id.
 pub async fn expired_session_id_can_be_created_again<S: SessionStore>(store: S) {
     let id = create(&store, &record_with(SHORT, SHORT)).await;
-    tokio::time::sleep(PAST_SHORT).await;
+    let_short_deadlines_pass().await;
     let mut fresh = live_record();
     fresh.data.insert("fresh".into(), json!(true));
     store
@@ -222,7 +249,7 @@ pub async fn touch_extends_without_rewriting<S: SessionStore>(store: S) {
     let mut record = record_with(SHORT, SHORT);
     record.data.insert("kept".into(), json!("yes"));
     let id = create(&store, &record).await;
-    let extended = Deadlines::starting_at(Timestamp::now(), LONG, LONG);
+    let extended = Deadlines::starting_at(now(), LONG, LONG);
     assert!(
         store
             .touch(&id, extended, record.last_seen)
@@ -230,7 +257,7 @@ pub async fn touch_extends_without_rewriting<S: SessionStore>(store: S) {
             .expect("touch"),
         "touching a live session succeeds"
     );
-    tokio::time::sleep(PAST_SHORT).await;
+    let_short_deadlines_pass().await;
     let loaded = load(&store, &id)
         .await
         .expect("a touched session outlives its old deadlines");
@@ -239,7 +266,7 @@ pub async fn touch_extends_without_rewriting<S: SessionStore>(store: S) {
     assert_eq!(loaded.version, 1, "touch does not bump the version");
     assert!(
         !store
-            .touch(&new_id(), extended, Timestamp::now())
+            .touch(&new_id(), extended, now())
             .await
             .expect("touch"),
         "touching an unknown id reports false"
@@ -441,7 +468,7 @@ pub async fn save_is_compare_and_set<S: SessionStore>(store: S) {
     assert_eq!(loaded.version, 2);
     let mut second = loaded.clone();
     second.data.insert("writer".into(), json!("second"));
-    second.deadlines = Deadlines::starting_at(Timestamp::now(), LONG, LONG);
+    second.deadlines = Deadlines::starting_at(now(), LONG, LONG);
     assert_eq!(save(&store, &id, &second, 2).await, SaveOutcome::Saved(3));
     let loaded = load(&store, &id).await.expect("still there");
     assert_eq!(loaded.data["writer"], json!("second"));
@@ -533,7 +560,7 @@ pub async fn delete_at_version_is_compare_and_delete<S: SessionStore>(store: S) 
 /// An expired session is missing to `delete_at_version`, even at its version.
 pub async fn delete_at_version_of_expired_session_is_missing<S: SessionStore>(store: S) {
     let id = create(&store, &record_with(SHORT, LONG)).await;
-    tokio::time::sleep(PAST_SHORT).await;
+    let_short_deadlines_pass().await;
     let outcome = store
         .delete_at_version(&id, 1)
         .await
@@ -613,7 +640,7 @@ pub async fn owner_index_skips_expired_sessions<S: SessionStore>(store: S) {
     long.owner = Some(owner.clone());
     let _expiring = create(&store, &short).await;
     let live = create(&store, &long).await;
-    tokio::time::sleep(PAST_SHORT).await;
+    let_short_deadlines_pass().await;
     assert_eq!(
         owned(&store, &owner).await,
         vec![live],
@@ -681,7 +708,7 @@ pub async fn delete_expired_keeps_live_sessions<S: SessionStore>(store: S) {
     live.data.insert("live".into(), json!(true));
     let expiring = create(&store, &record_with(SHORT, SHORT)).await;
     let live_id = create(&store, &live).await;
-    tokio::time::sleep(PAST_SHORT).await;
+    let_short_deadlines_pass().await;
     store.delete_expired().await.expect("delete_expired");
     assert!(load(&store, &expiring).await.is_none());
     let kept = load(&store, &live_id)

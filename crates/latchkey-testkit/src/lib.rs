@@ -17,9 +17,26 @@
 //! parallel. Owners and tokens are random per case, so cases sharing a backend
 //! do not see each other's sessions.
 //!
+//! The expiry cases wait 1.3 s for short deadlines to pass. A store that
+//! can read its time from a function skips the wait: given
+//! `conformance_tests!(make_store, clock)`, the suite hands `make_store` a
+//! [`TestClock`] to read, and moves that clock forward instead of sleeping.
+//!
+//! ```
+//! # mod wrapper {
+//! async fn make_store(clock: latchkey_testkit::TestClock) -> latchkey_memory::MemoryStore {
+//!     latchkey_memory::MemoryStore::builder()
+//!         .clock(move || clock.now())
+//!         .build()
+//! }
+//!
+//! latchkey_testkit::conformance_tests!(make_store, clock);
+//! # }
+//! ```
+//!
 //! The suite checks the contract documented on
 //! [`SessionStore`](latchkey_core::SessionStore): round trips of typed JSON,
-//! id collisions, idle and absolute expiry with real short deadlines,
+//! id collisions, idle and absolute expiry with short deadlines,
 //! compare-and-set conflicts, delete-versus-save (no resurrection), the owner
 //! index, `delete_expired`, and 64 tasks updating one session with an exact
 //! result. [`run_all`] runs every case in sequence for stores that prefer one test.
@@ -189,6 +206,7 @@
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 pub mod cases;
+mod clock;
 #[cfg(feature = "explorer")]
 pub mod explorer;
 mod runner;
@@ -197,6 +215,7 @@ pub mod servers;
 #[cfg(feature = "tls")]
 pub mod tls;
 
+pub use self::clock::TestClock;
 pub use self::runner::{block_on, run_all};
 
 #[doc(hidden)]
@@ -242,6 +261,9 @@ macro_rules! conformance_tests {
     ($factory:path) => {
         $crate::__with_cases!(__conformance_test_fns { $factory; });
     };
+    ($factory:path, clock) => {
+        $crate::__with_cases!(__conformance_test_fns_with_clock { $factory; });
+    };
 }
 
 /// One `#[test]` per case, for [`conformance_tests!`].
@@ -255,6 +277,25 @@ macro_rules! __conformance_test_fns {
                 $crate::block_on(async {
                     let store = $factory().await;
                     $crate::cases::$case(store).await;
+                });
+            }
+        )*
+    };
+}
+
+/// One `#[test]` per case on a store that reads a [`TestClock`], for
+/// [`conformance_tests!`]`(factory, clock)`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_test_fns_with_clock {
+    ($factory:path; $($case:ident,)*) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::block_on(async {
+                    let clock = $crate::TestClock::new();
+                    let store = $factory(clock.clone()).await;
+                    $crate::cases::on_clock(clock, $crate::cases::$case(store)).await;
                 });
             }
         )*
