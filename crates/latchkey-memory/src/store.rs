@@ -128,9 +128,11 @@ impl MemoryStoreBuilder {
 
     /// The time the store judges expiry by, instead of the system clock: for
     /// an application's tests of what happens once a session expires,
-    /// without waiting for it. The middleware still reads the system clock
-    /// to set deadlines, so a clock that runs ahead of it makes sessions
-    /// expire early, as if that much time had passed.
+    /// without waiting for it. Only the store reads it: the middleware sets
+    /// and extends deadlines by the system clock, so a clock that runs ahead
+    /// makes sessions expire as if that much time had passed since their
+    /// last save, and a request after the move does not extend them by the
+    /// moved time.
     ///
     /// # Examples
     ///

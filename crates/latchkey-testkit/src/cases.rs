@@ -37,7 +37,8 @@ pub async fn on_clock<F: Future>(clock: TestClock, case: F) -> F::Output {
 }
 
 /// The time by the store's clock: the system's unless the case runs
-/// [`on_clock`].
+/// [`on_clock`]. Tasks a case spawns do not inherit the task-local, so they
+/// must not read the time here.
 fn now() -> Timestamp {
     CLOCK
         .try_with(TestClock::now)

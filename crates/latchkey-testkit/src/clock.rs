@@ -41,6 +41,11 @@ impl TestClock {
     /// Moves the clock `by` further ahead of the system time.
     pub fn advance(&self, by: Duration) {
         let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
-        self.ahead_ms.fetch_add(ms, Ordering::Relaxed);
+        // Saturating, so that the offset only grows.
+        let _ = self
+            .ahead_ms
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |ahead| {
+                Some(ahead.saturating_add(ms))
+            });
     }
 }

@@ -256,6 +256,9 @@ macro_rules! __with_cases {
 /// Expands to one `#[test]` per conformance case, each on a store from `$factory`.
 ///
 /// `$factory` is the path of an `async fn() -> S` where `S: SessionStore`.
+/// With `, clock` it is an `async fn(TestClock) -> S` whose store reads the
+/// [`TestClock`] for every operation: the expiry cases then move the clock
+/// instead of waiting.
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:path) => {
