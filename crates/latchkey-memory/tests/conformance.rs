@@ -34,10 +34,18 @@ fn delete_expired_follows_the_given_clock() {
             .create(&SessionToken::generate().unwrap().id(), &record)
             .await
             .unwrap();
-        assert_eq!(store.delete_expired().await.unwrap(), 0, "live by the clock");
+        assert_eq!(
+            store.delete_expired().await.unwrap(),
+            0,
+            "live by the clock"
+        );
         assert_eq!(store.len(), 1);
         clock.advance(minute * 2);
-        assert_eq!(store.delete_expired().await.unwrap(), 1, "expired by the clock");
+        assert_eq!(
+            store.delete_expired().await.unwrap(),
+            1,
+            "expired by the clock"
+        );
         assert_eq!(store.len(), 0);
     });
 }
