@@ -67,3 +67,15 @@ pub fn token_of(cookie: &Cookie<'static>, key: &Key) -> SessionToken {
         .expect("our cookie verifies");
     SessionToken::decode(verified.value()).expect("a well-formed token")
 }
+
+/// The counting handler many tests route at `/count`: adds one to the
+/// session's `n` and answers the new count.
+///
+/// # Errors
+///
+/// When the session cannot be read or written.
+pub async fn count(session: latchkey::Session) -> Result<String, latchkey::Error> {
+    session
+        .update("n", |n: Option<u64>| n.unwrap_or(0) + 1)
+        .map(|n| n.to_string())
+}

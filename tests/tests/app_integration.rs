@@ -352,14 +352,11 @@ async fn session_outside_the_middleware_is_an_error() {
 
 /// A session created and read back through a middleware on `store`.
 async fn round_trip_through(store: AnyStore) {
-    let app = test::init_service(App::new().wrap(middleware(store, &Key::generate())).route(
-        "/count",
-        web::post().to(|session: Session| async move {
-            session
-                .update("n", |n: Option<u64>| n.unwrap_or(0) + 1)
-                .map(|n| n.to_string())
-        }),
-    ))
+    let app = test::init_service(
+        App::new()
+            .wrap(middleware(store, &Key::generate()))
+            .route("/count", web::post().to(latchkey_tests::http::count)),
+    )
     .await;
     let first = post(&app, "/count", None).await;
     let cookie = session_cookie(&first).unwrap();

@@ -761,14 +761,7 @@ async fn a_memory_store_on_a_moved_clock_expires_sessions_without_waiting() {
                     .build()
                     .unwrap(),
             )
-            .route(
-                "/count",
-                web::post().to(|session: Session| async move {
-                    session
-                        .update("n", |n: Option<u64>| n.unwrap_or(0) + 1)
-                        .map(|n| n.to_string())
-                }),
-            ),
+            .route("/count", web::post().to(latchkey_tests::http::count)),
     )
     .await;
     let first = post(&app, "/count", None).await;

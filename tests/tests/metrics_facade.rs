@@ -75,14 +75,7 @@ async fn counts_and_latencies_reach_the_facade_with_the_store_label(store: AnySt
                     .build()
                     .unwrap(),
             )
-            .route(
-                "/count",
-                web::post().to(|session: Session| async move {
-                    session
-                        .update("n", |n: Option<u64>| n.unwrap_or(0) + 1)
-                        .map(|n| n.to_string())
-                }),
-            )
+            .route("/count", web::post().to(latchkey_tests::http::count))
             .route(
                 "/logout",
                 web::post().to(|session: Session| async move {
