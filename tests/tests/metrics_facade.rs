@@ -42,6 +42,20 @@ fn counter(reading: &Reading, name: &str, labels: &[(&str, &str)]) -> u64 {
         .sum()
 }
 
+/// The count of `latchkey_store_operations_total` for one store, operation
+/// and outcome.
+fn operations(reading: &Reading, store: &str, operation: &str, outcome: &str) -> u64 {
+    counter(
+        reading,
+        "latchkey_store_operations_total",
+        &[
+            ("store", store),
+            ("operation", operation),
+            ("outcome", outcome),
+        ],
+    )
+}
+
 fn histogram_samples(reading: &Reading, name: &str, store: &str) -> usize {
     reading
         .iter()
@@ -65,7 +79,7 @@ async fn counts_and_latencies_reach_the_facade_with_the_store_label(store: AnySt
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let _only_this_thread = metrics::set_default_local_recorder(&recorder);
-    let backend = store.name();
+    let store_label = store.name();
     let key = Key::generate();
     let app = test::init_service(
         App::new()
@@ -92,43 +106,18 @@ async fn counts_and_latencies_reach_the_facade_with_the_store_label(store: AnySt
     // The cookie is valid, its session gone.
     post(&app, "/count", Some(&cookie)).await;
 
-    let store = backend;
+    let store = store_label;
     let reading: Reading = Snapshot::into_vec(snapshotter.snapshot());
-    let ops = "latchkey_store_operations_total";
     assert!(
-        counter(
-            &reading,
-            ops,
-            &[
-                ("store", store),
-                ("operation", "load"),
-                ("outcome", "found")
-            ]
-        ) >= 2,
+        operations(&reading, store, "load", "found") >= 2,
         "{store}: loads that found the session"
     );
     assert!(
-        counter(
-            &reading,
-            ops,
-            &[
-                ("store", store),
-                ("operation", "save"),
-                ("outcome", "saved")
-            ]
-        ) >= 1,
+        operations(&reading, store, "save", "saved") >= 1,
         "{store}: saves"
     );
     assert!(
-        counter(
-            &reading,
-            ops,
-            &[
-                ("store", store),
-                ("operation", "load"),
-                ("outcome", "absent")
-            ]
-        ) >= 1,
+        operations(&reading, store, "load", "absent") >= 1,
         "{store}: the load after logout"
     );
     assert_eq!(
@@ -221,15 +210,7 @@ async fn a_store_call_the_deadline_drops_counts_as_cancelled() {
     assert_eq!(res.status(), 503, "the load outlived the session deadline");
     let reading: Reading = Snapshot::into_vec(snapshotter.snapshot());
     assert_eq!(
-        counter(
-            &reading,
-            "latchkey_store_operations_total",
-            &[
-                ("store", "custom"),
-                ("operation", "load"),
-                ("outcome", "cancelled")
-            ]
-        ),
+        operations(&reading, "custom", "load", "cancelled"),
         1,
         "the cancelled load is counted"
     );

@@ -353,6 +353,18 @@ fn cluster_nodes_are_checked_before_connecting() {
             .await
             .unwrap_err();
         assert!(matches!(err, RedisSetupError::Url(_)), "{err:?}");
+        for nodes in [
+            ["redis://:one@127.0.0.1:7000", "redis://:two@127.0.0.1:7001"],
+            ["redis://127.0.0.1:7000", "rediss://127.0.0.1:7001"],
+        ] {
+            let err = RedisStore::connect_cluster(nodes, timeout)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, RedisSetupError::Cluster(_)),
+                "{nodes:?}: {err:?}"
+            );
+        }
     });
 }
 
